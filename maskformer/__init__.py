@@ -1,0 +1,12 @@
+"""MaskFormer in plain PyTorch: mask classification for semantic, instance and panoptic segmentation.
+
+>>> from maskformer import MaskFormer, MaskFormerConfig
+>>> model = MaskFormer(MaskFormerConfig.swin_tiny(num_classes=150))
+"""
+
+from .config import MaskFormerConfig
+from .convert import from_transformers
+from .model import MaskFormer, MaskFormerOutput
+
+__version__ = "0.1.0"
+__all__ = ["MaskFormer", "MaskFormerConfig", "MaskFormerOutput", "from_transformers"]

@@ -1,0 +1,109 @@
+"""MaskFormer: backbone -> pixel decoder -> transformer decoder -> (class, mask) for each of N queries.
+
+Paper §3: instead of one class per pixel, predict N (mask, class) pairs. A query's class logits come
+from a linear layer on its embedding; its mask is the dot product of a "mask embedding" (an MLP of the
+query embedding) with every per-pixel embedding of the pixel decoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .backbone import build_backbone, load_timm_weights
+from .config import MaskFormerConfig
+from .pixel_decoder import PixelDecoder
+from .transformer_decoder import TransformerDecoder
+
+
+class MaskFormerOutput(dict):
+    """A dict whose keys are also attributes: ``out["pred_logits"] is out.pred_logits``.
+
+    Keys: ``pred_logits [B, Q, K+1]``, ``pred_masks [B, Q, ceil(H/4), ceil(W/4)]`` and ``aux_outputs``, a
+    list with one ``{"pred_logits", "pred_masks"}`` per earlier decoder layer (first layer first).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"MaskFormerOutput has no field {name!r}; fields: {list(self)}") from None
+
+
+class MLP(nn.Module):
+    """``num_layers`` Linear layers with ReLU between them (DETR's box/mask-embedding MLP)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 3):
+        super().__init__()
+        dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = torch.relu(x)
+        return x
+
+
+class MaskFormer(nn.Module):
+    """The whole model.
+
+    ``MaskFormer(config)(images)`` with ``images [B, 3, H, W]`` (ImageNet-normalised) returns a
+    :class:`MaskFormerOutput` with ``pred_logits [B, Q, K+1]`` (class K is "no object"),
+    ``pred_masks [B, Q, ceil(H/4), ceil(W/4)]`` (mask logits on the stride-4 grid) and ``aux_outputs``
+    (one dict per earlier decoder layer when ``config.deep_supervision``, else an empty list).
+
+    Args:
+        config: the architecture; see :class:`MaskFormerConfig` and its presets.
+        pretrained_backbone: initialise the backbone from timm's ImageNet weights (needs internet).
+    """
+
+    def __init__(self, config: MaskFormerConfig, pretrained_backbone: bool = False):
+        super().__init__()
+        self.config = config
+        self.backbone = build_backbone(config)
+        if pretrained_backbone:
+            load_timm_weights(self.backbone, config)
+        channels = self.backbone.channels
+        self.pixel_decoder = PixelDecoder(channels, config.fpn_dim, config.mask_dim)
+        self.transformer = TransformerDecoder(channels[-1], config.hidden_dim, config.num_queries, config.num_heads,
+                                              config.dim_feedforward, config.dec_layers, config.dropout)
+        self.class_embed = nn.Linear(config.hidden_dim, config.num_classes + 1)
+        self.mask_embed = MLP(config.hidden_dim, config.hidden_dim, config.mask_dim, 3)
+
+    def forward(self, images: torch.Tensor) -> MaskFormerOutput:
+        B, _, H, W = images.shape
+        features = self.backbone(images)  # [res2, res3, res4, res5]
+        mask_features, _ = self.pixel_decoder(features)  # [B, D, H/4, W/4]
+        hs = self.transformer(features[-1])  # [L, B, Q, C], every decoder layer
+        if not self.config.deep_supervision:
+            hs = hs[-1:]
+        logits = self.class_embed(hs)  # [L, B, Q, K+1]
+        mask_embed = self.mask_embed(hs)  # [L, B, Q, D]
+        masks = torch.einsum("lbqd,bdhw->lbqhw", mask_embed, mask_features)  # [L, B, Q, H/4, W/4]
+        aux = [{"pred_logits": logits[i], "pred_masks": masks[i]} for i in range(len(hs) - 1)]
+        return MaskFormerOutput(pred_logits=logits[-1], pred_masks=masks[-1], aux_outputs=aux)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # Hub / disk I/O lives in maskformer.hub; these are the familiar entry points.
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs) -> "MaskFormer":
+        """Load our own checkpoint directory, a Hugging Face MaskFormer directory, or a Hub id.
+
+        See :func:`maskformer.hub.from_pretrained` for the details and the keyword arguments.
+        """
+        from .hub import from_pretrained
+
+        return from_pretrained(name_or_path, **kwargs)
+
+    def save_pretrained(self, directory: str) -> None:
+        """Write ``config.json`` and ``model.safetensors`` to ``directory`` (see :mod:`maskformer.hub`)."""
+        from .hub import save_pretrained
+
+        save_pretrained(self, directory)
