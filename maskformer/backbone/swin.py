@@ -188,7 +188,8 @@ class SwinTransformer(nn.Module):
         self.strides = tuple(patch_size * 2**i for i in range(len(depths)))
         self.patch_embed = nn.Conv2d(3, embed_dim, patch_size, stride=patch_size)
         self.patch_norm = nn.LayerNorm(embed_dim)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()  # stochastic depth grows linearly with depth
+        n = sum(depths)
+        rates = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # stochastic depth grows linearly with depth
         self.stages = nn.ModuleList()
         for i, depth in enumerate(depths):
             first = sum(depths[:i])
