@@ -61,7 +61,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
             f"could not get {repo_id!r} from the Hugging Face Hub ({type(err).__name__}: {str(err).splitlines()[0]}). "
             "If this machine is offline, download the checkpoint elsewhere with "
             f"`huggingface-cli download {repo_id} --local-dir DIR`, copy DIR here and call "
-            "MaskFormer.from_pretrained('DIR'); a copy already in the Hub cache is used when HF_HUB_OFFLINE=1 is set."
+            "MaskFormer.from_pretrained('DIR') (or pass DIR as --checkpoint); a copy already in the Hub cache is used when HF_HUB_OFFLINE=1 is set."
         ) from err
 
 

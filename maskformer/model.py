@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .backbone import build_backbone, load_timm_weights
@@ -48,6 +49,29 @@ class MLP(nn.Module):
         return x
 
 
+def mask_logits(mask_embed: torch.Tensor, conv: nn.Conv2d, x: torch.Tensor, fold: bool | None = None) -> torch.Tensor:
+    """Mask logits ``einsum("bmd,bdhw->bmhw", mask_embed, conv(x))``, in whichever order is cheaper.
+
+    ``conv`` is the pixel decoder's last layer (``mask_features``) and ``x`` its input ``[B, C, h, w]``;
+    ``mask_embed`` is ``[B, M, D]``. Both steps are linear, so the product equals a single conv of ``x``
+    whose M filters are ``mask_embed @ conv.weight`` (bias ``mask_embed @ conv.bias``). Per pixel that
+    costs ``M*C*k*k`` multiply-adds instead of ``D*C*k*k + M*D``: about 2.7x less for the final layer's
+    100 queries (M=100, C=D=256, k=3), more for the 600 masks of all six layers. ``fold=None`` picks the
+    cheaper order; both give the same numbers up to float rounding. Returns ``[B, M, h, w]``.
+    """
+    B, M, D = mask_embed.shape
+    C, k = conv.in_channels, conv.kernel_size[0]
+    if fold is None:
+        fold = M * C * k * k < D * C * k * k + M * D
+    if not fold:
+        return torch.einsum("bmd,bdhw->bmhw", mask_embed, conv(x))
+    weight = torch.einsum("bmd,dcij->bmcij", mask_embed, conv.weight).reshape(B * M, C, k, k)
+    bias = (mask_embed @ conv.bias).reshape(B * M)
+    h, w = x.shape[-2:]
+    out = F.conv2d(x.reshape(1, B * C, h, w), weight, bias, padding=conv.padding, groups=B)  # one group per image
+    return out.view(B, M, h, w).contiguous()
+
+
 class MaskFormer(nn.Module):
     """The whole model.
 
@@ -74,17 +98,25 @@ class MaskFormer(nn.Module):
         self.class_embed = nn.Linear(config.hidden_dim, config.num_classes + 1)
         self.mask_embed = MLP(config.hidden_dim, config.hidden_dim, config.mask_dim, 3)
 
-    def forward(self, images: torch.Tensor) -> MaskFormerOutput:
+    def forward(self, images: torch.Tensor, return_aux: bool = True) -> MaskFormerOutput:
+        """images ``[B, 3, H, W]`` -> :class:`MaskFormerOutput`.
+
+        ``return_aux=False`` skips the earlier layers' predictions (``aux_outputs == []``): inference
+        needs only the last layer, and skipping them makes the mask head about 3x cheaper (see
+        :func:`mask_logits`).
+        """
         B, _, H, W = images.shape
         features = self.backbone(images)  # [res2, res3, res4, res5]
-        mask_features, _ = self.pixel_decoder(features)  # [B, D, H/4, W/4]
+        p2 = self.pixel_decoder.fpn(features)[-1]  # [B, fpn_dim, H/4, W/4]
         hs = self.transformer(features[-1])  # [L, B, Q, C], every decoder layer
-        if not self.config.deep_supervision:
+        if not (return_aux and self.config.deep_supervision):
             hs = hs[-1:]
+        L, _, Q, _ = hs.shape
         logits = self.class_embed(hs)  # [L, B, Q, K+1]
         mask_embed = self.mask_embed(hs)  # [L, B, Q, D]
-        masks = torch.einsum("lbqd,bdhw->lbqhw", mask_embed, mask_features)  # [L, B, Q, H/4, W/4]
-        aux = [{"pred_logits": logits[i], "pred_masks": masks[i]} for i in range(len(hs) - 1)]
+        masks = mask_logits(mask_embed.transpose(0, 1).reshape(B, L * Q, -1), self.pixel_decoder.mask_features, p2)
+        masks = masks.view(B, L, Q, *masks.shape[-2:]).transpose(0, 1)  # [L, B, Q, H/4, W/4]
+        aux = [{"pred_logits": logits[i], "pred_masks": masks[i]} for i in range(L - 1)]
         return MaskFormerOutput(pred_logits=logits[-1], pred_masks=masks[-1], aux_outputs=aux)
 
     @property

@@ -45,12 +45,17 @@ class PixelDecoder(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """features: ``[res2, res3, res4, res5]``. Returns ``(mask_features, [p5, p4, p3, p2])``."""
+    def fpn(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The top-down path alone: ``[res2..res5]`` -> ``[p5, p4, p3, p2]``, all with ``fpn_dim`` channels."""
         y = self.layer_4(features[-1])  # [B, fpn_dim, H/32, W/32]
         maps = [y]
         for lateral, output, x in zip(self.lateral_convs, self.output_convs, features[-2::-1]):
             y = lateral(x) + F.interpolate(y, size=x.shape[-2:], mode="nearest")  # [B, fpn_dim, H_i, W_i]
             y = output(y)
             maps.append(y)
-        return self.mask_features(y), maps  # [B, mask_dim, H/4, W/4]
+        return maps
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """features: ``[res2, res3, res4, res5]``. Returns ``(mask_features [B, mask_dim, H/4, W/4], [p5, p4, p3, p2])``."""
+        maps = self.fpn(features)
+        return self.mask_features(maps[-1]), maps

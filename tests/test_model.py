@@ -100,3 +100,25 @@ def test_config_round_trip_and_validation():
         MaskFormerConfig(backbone="vit")
     with pytest.raises(ValueError, match="unknown MaskFormerConfig fields"):
         MaskFormerConfig.from_dict({"num_clases": 3})
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_folded_mask_head_equals_einsum(batch):
+    """The mask head folded into the last conv gives the einsum's numbers (see maskformer.model.mask_logits)."""
+    from maskformer.model import mask_logits
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(32, 48, 3, padding=1)
+    embed, x = torch.randn(batch, 20, 48), torch.randn(batch, 32, 17, 23)
+    reference = torch.einsum("bmd,bdhw->bmhw", embed, conv(x))
+    for fold in (True, False, None):
+        torch.testing.assert_close(mask_logits(embed, conv, x, fold=fold), reference, rtol=1e-5, atol=1e-5)
+
+
+def test_return_aux_false_keeps_final_prediction(model):
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        full, final = model(images), model(images, return_aux=False)
+    assert final.aux_outputs == []
+    torch.testing.assert_close(final.pred_logits, full.pred_logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(final.pred_masks, full.pred_masks, rtol=1e-5, atol=1e-5)

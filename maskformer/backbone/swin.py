@@ -52,6 +52,29 @@ def shifted_window_mask(H: int, W: int, window: int, shift: int, device=None) ->
     return different.float() * -100.0
 
 
+def window_order(H: int, W: int, window: int, shift: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad, cyclic shift and window partition as one permutation of tokens, and its inverse.
+
+    With the map padded to ``Hp x Wp`` (multiples of ``window``) and flattened row-major:
+
+    - ``order [Hp*Wp]``: ``padded_tokens[:, order]`` lists the tokens window by window, each window row-major,
+      after rolling the map by ``-shift``; the same as ``window_partition(torch.roll(padded, (-shift, -shift)))``.
+    - ``inverse [H*W]``: ``windowed_tokens[:, inverse]`` puts them back in raster order of the *unpadded* map
+      (undoing the roll and dropping the padding).
+
+    One gather instead of a roll and a reshape copy each way: the block copies its map 3 times instead of 6.
+    """
+    Hp, Wp = -(-H // window) * window, -(-W // window) * window
+    rows = (torch.arange(Hp, device=device) + shift) % Hp  # rolled row i holds padded row (i + shift) % Hp
+    cols = (torch.arange(Wp, device=device) + shift) % Wp
+    rolled = rows[:, None] * Wp + cols[None, :]  # [Hp, Wp]: flat padded index at each rolled position
+    order = window_partition(rolled[None, :, :, None], window).flatten()  # [Hp*Wp]
+    position = torch.empty_like(order)
+    position[order] = torch.arange(order.numel(), device=device)  # where each padded token went
+    real = (torch.arange(H, device=device)[:, None] * Wp + torch.arange(W, device=device)[None, :]).flatten()
+    return order, position[real]
+
+
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside each window, with a learned relative position bias.
 
@@ -81,10 +104,12 @@ class WindowAttention(nn.Module):
         BW, N, C = x.shape
         q, k, v = self.qkv(x).view(BW, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)  # 3 x [BW, h, N, d]
         bias = self.relative_position_bias()  # [h, N, N]
-        if mask is not None:
+        if mask is None:
+            bias = bias.expand(BW, -1, -1, -1)  # [BW, h, N, N]
+        else:
             nW = mask.shape[0]
-            bias = bias[None] + mask[:, None]  # [nW, h, N, N]
-            q, k, v = (t.view(BW // nW, nW, self.num_heads, N, -1) for t in (q, k, v))  # [B, nW, h, N, d]
+            bias = (bias[None] + mask[:, None]).expand(BW // nW, -1, -1, -1, -1).flatten(0, 1)  # [BW, h, N, N]
+        # A full-size (if expanded) bias takes PyTorch's fast CPU kernel; a broadcast one does not.
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # softmax(q k^T / sqrt(d) + bias) v
         x = x.reshape(BW, self.num_heads, N, -1).transpose(1, 2).reshape(BW, N, C)
         return self.proj(x)
@@ -117,21 +142,19 @@ class SwinBlock(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
-    def forward(self, x: torch.Tensor, H: int, W: int, mask: torch.Tensor | None) -> torch.Tensor:
-        """x: ``[B, H*W, C]``; mask: the stage's shifted-window mask (used only when ``shift > 0``)."""
+    def forward(self, x: torch.Tensor, H: int, W: int, mask: torch.Tensor | None,
+                layout: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """x: ``[B, H*W, C]``; mask: the stage's shifted-window mask (used only when ``shift > 0``);
+        layout: :func:`window_order` for this block's shift."""
         B, L, C = x.shape
-        w, s = self.window, self.shift
+        w = self.window
+        order, inverse = layout
         y = self.norm1(x).view(B, H, W, C)
         pad_h, pad_w = (w - H % w) % w, (w - W % w) % w
-        y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))  # pad bottom/right to whole windows, *then* shift
-        Hp, Wp = H + pad_h, W + pad_w
-        if s:
-            y = torch.roll(y, shifts=(-s, -s), dims=(1, 2))
-        y = self.attn(window_partition(y, w), mask if s else None)  # [B*nW, w*w, C]
-        y = window_reverse(y, w, Hp, Wp)  # [B, Hp, Wp, C]
-        if s:
-            y = torch.roll(y, shifts=(s, s), dims=(1, 2))
-        y = y[:, :H, :W].reshape(B, L, C)
+        y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h)).flatten(1, 2)  # zero-pad to whole windows *before* the shift
+        y = y.index_select(1, order).view(-1, w * w, C)  # roll by -shift and cut into windows: [B*nW, w*w, C]
+        y = self.attn(y, mask if self.shift else None)  # [B*nW, w*w, C]
+        y = y.view(B, -1, C).index_select(1, inverse)  # back to raster order, roll undone, padding dropped
         x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -166,8 +189,9 @@ class SwinStage(nn.Module):
         """Returns the stage output ``[B, H*W, C]`` and the input of the next stage (or None)."""
         Hp, Wp = math.ceil(H / self.window) * self.window, math.ceil(W / self.window) * self.window
         mask = shifted_window_mask(Hp, Wp, self.window, self.shift, x.device).to(x.dtype) if len(self.blocks) > 1 else None
+        layouts = [window_order(H, W, self.window, shift, x.device) for shift in (0, self.shift)]
         for block in self.blocks:
-            x = block(x, H, W, mask)
+            x = block(x, H, W, mask, layouts[block.shift > 0])
         return x, (self.downsample(x, H, W) if self.downsample is not None else None)
 
 
@@ -215,6 +239,7 @@ class SwinTransformer(nn.Module):
         features = []
         for stage, norm in zip(self.stages, self.output_norms):
             out, x = stage(x, H, W)
-            features.append(norm(out).transpose(1, 2).reshape(B, -1, H, W))  # [B, C_i, H_i, W_i]
+            # [B, H_i*W_i, C_i] -> [B, C_i, H_i, W_i] as a view: the map is "channels last" in memory, no copy
+            features.append(norm(out).view(B, H, W, -1).permute(0, 3, 1, 2))
             H, W = (H + 1) // 2, (W + 1) // 2
         return features
