@@ -73,3 +73,21 @@ def test_shifted_window_mask_regions():
     for w in (1, 2, 3):
         assert (mask[w] == -100).any() and (mask[w].diagonal() == 0).all()
     assert torch.equal(mask, mask.transpose(1, 2))
+
+
+@pytest.mark.parametrize("H,W,shift", [(14, 14, 0), (16, 10, 3), (9, 23, 3)])
+def test_window_order_is_pad_roll_partition(H, W, shift):
+    """The one-gather layout equals the original's explicit steps: pad, roll, partition, and back."""
+    from maskformer.backbone.swin import window_order, window_partition, window_reverse
+
+    window, C = 7, 5
+    x = torch.randn(2, H, W, C)
+    Hp, Wp = -(-H // window) * window, -(-W // window) * window
+    padded = torch.nn.functional.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
+    expected = window_partition(torch.roll(padded, (-shift, -shift), dims=(1, 2)), window)
+    order, inverse = window_order(H, W, window, shift)
+    windows = padded.flatten(1, 2)[:, order].view(-1, window * window, C)
+    assert torch.equal(windows, expected)
+    back = torch.roll(window_reverse(expected, window, Hp, Wp), (shift, shift), dims=(1, 2))[:, :H, :W]
+    assert torch.equal(windows.view(2, -1, C)[:, inverse].view(2, H, W, C), back)
+    assert torch.equal(back, x)
