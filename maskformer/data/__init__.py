@@ -1,0 +1,26 @@
+"""Data: datasets (ADE20K, your own folders, `datasets.Dataset`, synthetic Shapes), the original
+augmentation, label maps -> matcher targets, and batching. Sample and batch formats:
+:mod:`maskformer.data.collate`."""
+
+from .ade20k import ADE20K, ADE20K_CLASSES, ADE20K_PALETTE, colorize
+from .collate import IMAGENET_MEAN, IMAGENET_STD, collate, make_sample
+from .folder import HFSegmentationDataset, SegmentationFolder
+from .io import read_image, read_label
+from .shapes import Shapes
+from .targets import instance_to_targets, reduce_labels, semantic_to_targets
+from .transforms import (
+    ColorJitterSSD,
+    PadTo,
+    RandomCropCategoryArea,
+    ResizeShortestEdge,
+    eval_transforms,
+    train_transforms,
+)
+
+__all__ = [
+    "ADE20K", "ADE20K_CLASSES", "ADE20K_PALETTE", "colorize",
+    "IMAGENET_MEAN", "IMAGENET_STD", "collate", "make_sample",
+    "HFSegmentationDataset", "SegmentationFolder", "read_image", "read_label", "Shapes",
+    "instance_to_targets", "reduce_labels", "semantic_to_targets",
+    "ColorJitterSSD", "PadTo", "RandomCropCategoryArea", "ResizeShortestEdge", "eval_transforms", "train_transforms",
+]

@@ -1,0 +1,144 @@
+"""Shapes: a seeded synthetic segmentation dataset for CPU experiments, with no download.
+
+Each image is a textured background (class 0, "background", a stuff class) with a few coloured
+shapes drawn over it (thing classes 1..K-1). A thing class is a (shape, colour) pair, so telling
+classes apart needs both the outline and the colour; with more than six classes colours repeat
+across shapes and hues get closer, which makes the task harder as K grows. Later shapes occlude
+earlier ones; the instance map holds the visible part of each.
+
+Sample `index` is drawn from `numpy.random.default_rng((seed, index))`: the same seed gives the
+same dataset in any order, on any machine, with any number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .collate import make_sample
+
+__all__ = ["Shapes", "SHAPE_KINDS"]
+
+SHAPE_KINDS = ("square", "circle", "triangle", "diamond", "ring", "cross")
+
+
+def _shape_mask(kind: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+    """Inside-test of a shape of radius `r` in rotated coordinates `u`, `v` (pixels from its centre)."""
+    if kind == "square":
+        return (np.abs(u) <= r * 0.8) & (np.abs(v) <= r * 0.8)
+    if kind == "circle":
+        return u**2 + v**2 <= r**2
+    if kind == "triangle":  # equilateral, apex up: base at v = r/2, apex at v = -r
+        return (v <= r / 2) & (np.abs(u) * math.sqrt(3) <= v + r)
+    if kind == "diamond":
+        return np.abs(u) + np.abs(v) <= r
+    if kind == "ring":
+        d = u**2 + v**2
+        return (d <= r**2) & (d >= (0.55 * r) ** 2)
+    if kind == "cross":
+        return ((np.abs(u) <= r / 3) & (np.abs(v) <= r)) | ((np.abs(v) <= r / 3) & (np.abs(u) <= r))
+    raise ValueError(f"maskformer/data/shapes.py: unknown shape kind {kind!r}; choose from {SHAPE_KINDS}")
+
+
+class Shapes(Dataset):
+    """Random shapes on textured backgrounds, with semantic and instance ground truth.
+
+    Args:
+        num_samples: dataset length.
+        image_size: side of the square images (64..256 are practical on CPU).
+        num_classes: K >= 2, including class 0 = background; 1..K-1 are (shape, colour) things.
+        shapes_per_image: (min, max) number of shapes drawn, inclusive.
+        seed: the dataset's seed.
+        transforms: optional `torchvision.transforms.v2` pipeline (see `maskformer.data.transforms`).
+        targets: "semantic" (one mask per class, for semantic training) or "panoptic" (one mask per
+            shape plus one for the background, for instance / panoptic training).
+
+    Samples follow :mod:`maskformer.data.collate`, with an `instance` map (0 = background,
+    1..n = shapes). Panoptic ground truth for :class:`maskformer.metrics.PanopticQuality` is
+    `torch.stack([semantic, instance], -1)`; `thing_ids` and `stuff_ids` give the split.
+    """
+
+    def __init__(self, num_samples: int = 256, image_size: int = 128, num_classes: int = 7,
+                 shapes_per_image: tuple[int, int] = (1, 4), seed: int = 0,
+                 transforms: Callable | None = None, targets: str = "semantic"):
+        if num_classes < 2:
+            raise ValueError(f"maskformer/data/shapes.py: num_classes={num_classes}; it needs the background "
+                             f"class 0 plus at least one shape class")
+        if image_size < 16:
+            raise ValueError(f"maskformer/data/shapes.py: image_size={image_size} is too small to draw shapes; use >= 16")
+        if not 1 <= shapes_per_image[0] <= shapes_per_image[1]:
+            raise ValueError(f"maskformer/data/shapes.py: shapes_per_image={shapes_per_image} must be (min, max) "
+                             f"with 1 <= min <= max")
+        if targets not in ("semantic", "panoptic"):
+            raise ValueError(f"maskformer/data/shapes.py: targets={targets!r}; use 'semantic' or 'panoptic'")
+        self.num_samples, self.image_size, self.num_classes = num_samples, image_size, num_classes
+        self.shapes_per_image, self.seed, self.transforms, self.targets = shapes_per_image, seed, transforms, targets
+        num_things = num_classes - 1
+        num_colours = math.ceil(num_things / len(SHAPE_KINDS))
+        # class c >= 1: shape kind (c-1) % 6, colour (c-1) // 6, hues spread around the circle
+        self.class_kinds = [None] + [SHAPE_KINDS[(c - 1) % len(SHAPE_KINDS)] for c in range(1, num_classes)]
+        self.class_colours = [(0.5, 0.5, 0.5)] + [
+            colorsys.hsv_to_rgb(((c - 1) // len(SHAPE_KINDS)) / num_colours, 0.85, 0.95) for c in range(1, num_classes)
+        ]
+        named = ("red", "orange", "yellow", "lime", "green", "spring", "cyan", "azure", "blue", "violet", "magenta", "rose")
+        hue_names = [named[round(12 * i / num_colours) % 12] if num_colours <= 12 else f"hue{round(360 * i / num_colours)}"
+                     for i in range(num_colours)]
+        self.class_names = ["background"] + [
+            f"{hue_names[(c - 1) // len(SHAPE_KINDS)]} {self.class_kinds[c]}" for c in range(1, num_classes)
+        ]
+        self.thing_ids = list(range(1, num_classes))
+        self.stuff_ids = [0]
+        self.palette = [tuple(int(255 * v) for v in colour) for colour in self.class_colours]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[int, int]]:
+        """Sample `index` before transforms: uint8 image `[3, S, S]`, semantic `[S, S]`, instance `[S, S]`,
+        and `{instance id: class}` (0 -> background)."""
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"maskformer/data/shapes.py: index {index} out of range for {self.num_samples} samples")
+        rng = np.random.default_rng((self.seed, index))
+        S = self.image_size
+        y, x = np.mgrid[0:S, 0:S].astype(np.float64)
+        # background: a dim random tint, soft blobs of two frequencies and stripes
+        coarse = rng.normal(size=(3, 4, 4))
+        blobs = torch.nn.functional.interpolate(torch.from_numpy(coarse)[None], size=(S, S), mode="bicubic",
+                                                align_corners=False)[0].numpy()  # [3, S, S]
+        angle, period = rng.uniform(0, math.pi), rng.uniform(6, 16) * S / 128
+        stripes = np.sin((x * math.cos(angle) + y * math.sin(angle)) * 2 * math.pi / period)
+        tint = rng.uniform(0.25, 0.5, size=(3, 1, 1))
+        image = tint + 0.06 * blobs + 0.05 * stripes + 0.03 * rng.normal(size=(3, S, S))
+        semantic = np.zeros((S, S), dtype=np.int64)
+        instance = np.zeros((S, S), dtype=np.int64)
+        id_to_class = {0: 0}
+        for shape_id in range(1, int(rng.integers(self.shapes_per_image[0], self.shapes_per_image[1] + 1)) + 1):
+            cls = int(rng.integers(1, self.num_classes))
+            r = rng.uniform(0.08, 0.22) * S
+            cy, cx = rng.uniform(r * 0.6, S - r * 0.6, size=2)
+            theta = rng.uniform(0, 2 * math.pi)
+            u = (x - cx) * math.cos(theta) + (y - cy) * math.sin(theta)
+            v = -(x - cx) * math.sin(theta) + (y - cy) * math.cos(theta)
+            inside = _shape_mask(self.class_kinds[cls], u, v, r)
+            colour = np.array(self.class_colours[cls]).reshape(3, 1) * rng.uniform(0.8, 1.0)
+            image[:, inside] = colour + 0.04 * rng.normal(size=(3, int(inside.sum())))
+            semantic[inside], instance[inside] = cls, shape_id
+            id_to_class[shape_id] = cls
+        visible = set(np.unique(instance).tolist())
+        id_to_class = {i: c for i, c in id_to_class.items() if i in visible}
+        image = torch.from_numpy(np.clip(image * 255, 0, 255).round().astype(np.uint8))
+        return image, torch.from_numpy(semantic), torch.from_numpy(instance), id_to_class
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, semantic, instance, id_to_class = self.draw(index)
+        sample = make_sample(image, semantic, self.transforms, instance=instance,
+                             id_to_class=id_to_class if self.targets == "panoptic" else None,
+                             name=f"shapes-{self.seed}-{index}")
+        sample["id_to_class"] = id_to_class
+        return sample
