@@ -59,7 +59,7 @@ class Bottleneck(nn.Module):
         x = F.relu(self.bn1(self.conv1(x)), inplace=True)
         x = F.relu(self.bn2(self.conv2(x)), inplace=True)
         x = self.bn3(self.conv3(x))
-        return F.relu(x + shortcut, inplace=True)
+        return F.relu(x.add_(shortcut), inplace=True)
 
 
 class ResNet(nn.Module):
