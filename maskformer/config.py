@@ -49,7 +49,7 @@ class MaskFormerConfig:
     dropout: float = 0.1  # orig: MASK_FORMER.DROPOUT (training only)
     deep_supervision: bool = True  # paper §3.4: losses after every decoder layer
 
-    # ---- loss (used by maskformer.loss) --------------------------------------------------------
+    # ---- loss (read by MaskFormerLoss.from_config) --------------------------------------------------------
     class_weight: float = 1.0  # paper §4: lambda_cls
     mask_weight: float = 20.0  # paper §4: lambda_focal
     dice_weight: float = 1.0  # paper §4: lambda_dice
@@ -61,7 +61,6 @@ class MaskFormerConfig:
     # ---- input ---------------------------------------------------------------------------------
     pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet, images in [0, 1]
     pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    size_divisibility: int = 32  # orig: pad batches to a multiple of 32
 
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (e.g. which checkpoint this came from)
 

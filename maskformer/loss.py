@@ -239,6 +239,15 @@ class MaskFormerLoss(nn.Module):
         # Not persistent: a hyper-parameter, not a learned weight, so it stays out of checkpoints.
         self.register_buffer("class_weight", class_weight, persistent=False)
 
+    @classmethod
+    def from_config(cls, config) -> "MaskFormerLoss":
+        """The loss (and its matcher) a :class:`~maskformer.MaskFormerConfig` describes: weights, eos_coef, points."""
+        matcher = HungarianMatcher(cost_class=config.class_weight, cost_mask=config.mask_weight,
+                                   cost_dice=config.dice_weight, num_points=config.num_points)
+        weights = {"loss_ce": config.class_weight, "loss_mask": config.mask_weight, "loss_dice": config.dice_weight}
+        return cls(config.num_classes, matcher, weights, config.no_object_weight, config.num_points,
+                   config.oversample_ratio, config.importance_sample_ratio)
+
     def forward(self, outputs: Mapping, targets: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
         """Compute every loss term.
 

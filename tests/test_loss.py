@@ -8,9 +8,10 @@ import torch.nn.functional as F
 
 from maskformer.loss import MaskFormerLoss, dice_loss, sigmoid_focal_loss, upsample_transpose, upsampled_mask_losses
 from maskformer.matcher import HungarianMatcher
+from synthetic import random_targets
 
 
-NUM_CLASSES = 7
+NUM_CLASSES = 7  # tests/synthetic.random_targets draws labels below this too
 TERMS = ("loss_ce", "loss_mask", "loss_dice")
 
 
@@ -30,15 +31,6 @@ def random_outputs(batch=3, queries=12, height=16, width=20, num_aux=5, seed=0):
     return outputs
 
 
-def random_targets(counts=(3, 5, 1), height=64, width=80, seed=1):
-    generator = torch.Generator().manual_seed(seed)
-    return [
-        {
-            "labels": torch.randint(0, NUM_CLASSES, (n,), generator=generator),
-            "masks": (torch.rand(n, height, width, generator=generator) > 0.5).float(),
-        }
-        for n in counts
-    ]
 
 
 def leaves(outputs):
@@ -296,3 +288,15 @@ def test_num_masks_is_averaged_across_processes(tmp_path):
     alone = MaskFormerLoss(NUM_CLASSES)(outputs, targets)["loss_dice"].item()
     assert results[0]["loss_dice"] == pytest.approx(alone * 4 / 2, rel=1e-6)
     assert results[1]["loss_dice"] == 0.0
+
+
+def test_from_config_reads_the_config():
+    from maskformer import MaskFormerConfig
+
+    cfg = MaskFormerConfig.tiny(num_classes=NUM_CLASSES, class_weight=2.0, mask_weight=5.0, dice_weight=5.0,
+                                no_object_weight=0.2, num_points=64)
+    loss_fn = MaskFormerLoss.from_config(cfg)
+    assert loss_fn.weight_dict == {"loss_ce": 2.0, "loss_mask": 5.0, "loss_dice": 5.0}
+    assert loss_fn.eos_coef == 0.2 and loss_fn.num_points == 64 and loss_fn.matcher.num_points == 64
+    assert (loss_fn.matcher.cost_class, loss_fn.matcher.cost_mask, loss_fn.matcher.cost_dice) == (2.0, 5.0, 5.0)
+    assert loss_fn.class_weight[-1].item() == pytest.approx(0.2)
