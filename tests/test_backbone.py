@@ -78,7 +78,7 @@ def test_shifted_window_mask_regions():
 @pytest.mark.parametrize("H,W,shift", [(14, 14, 0), (16, 10, 3), (9, 23, 3)])
 def test_window_order_is_pad_roll_partition(H, W, shift):
     """The one-gather layout equals the original's explicit steps: pad, roll, partition, and back."""
-    from maskformer.backbone.swin import window_order, window_partition, window_reverse
+    from maskformer.backbone.swin import window_order, window_partition
 
     window, C = 7, 5
     x = torch.randn(2, H, W, C)
@@ -88,6 +88,7 @@ def test_window_order_is_pad_roll_partition(H, W, shift):
     order, inverse = window_order(H, W, window, shift)
     windows = padded.flatten(1, 2)[:, order].view(-1, window * window, C)
     assert torch.equal(windows, expected)
-    back = torch.roll(window_reverse(expected, window, Hp, Wp), (shift, shift), dims=(1, 2))[:, :H, :W]
+    unwindowed = expected.view(2, Hp // window, Wp // window, window, window, C).transpose(2, 3).reshape(2, Hp, Wp, C)
+    back = torch.roll(unwindowed, (shift, shift), dims=(1, 2))[:, :H, :W]
     assert torch.equal(windows.view(2, -1, C)[:, inverse].view(2, H, W, C), back)
     assert torch.equal(back, x)

@@ -6,10 +6,11 @@ import torch.nn.functional as F
 
 from maskformer.loss import dice_loss, sigmoid_focal_loss
 from maskformer.matcher import HungarianMatcher, assign, pairwise_dice_cost, pairwise_sigmoid_focal_cost
+from synthetic import random_targets
 
 hf = pytest.importorskip("transformers.models.maskformer.modeling_maskformer")
 
-NUM_CLASSES = 7
+NUM_CLASSES = 7  # tests/synthetic.random_targets draws labels below this too
 
 
 def random_outputs(batch=3, queries=12, height=16, width=20, seed=0):
@@ -20,16 +21,6 @@ def random_outputs(batch=3, queries=12, height=16, width=20, seed=0):
     }
 
 
-def random_targets(counts=(3, 5, 1), height=64, width=80, seed=1):
-    """Targets 4x larger than the predictions, a different number per image."""
-    generator = torch.Generator().manual_seed(seed)
-    return [
-        {
-            "labels": torch.randint(0, NUM_CLASSES, (n,), generator=generator),
-            "masks": (torch.rand(n, height, width, generator=generator) > 0.5).float(),
-        }
-        for n in counts
-    ]
 
 
 def hf_match(outputs, targets):

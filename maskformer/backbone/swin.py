@@ -26,13 +26,6 @@ def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
     return x.transpose(2, 3).reshape(-1, window * window, C)
 
 
-def window_reverse(windows: torch.Tensor, window: int, H: int, W: int) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: ``[B * nW, window * window, C]`` -> ``[B, H, W, C]``."""
-    C = windows.shape[-1]
-    x = windows.view(-1, H // window, W // window, window, window, C)
-    return x.transpose(2, 3).reshape(-1, H, W, C)
-
-
 def shifted_window_mask(H: int, W: int, window: int, shift: int, device=None) -> torch.Tensor:
     """Additive mask ``[nW, window*window, window*window]`` for attention in cyclically shifted windows.
 
