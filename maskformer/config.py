@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BACKBONES = ("resnet", "swin")
+ARCHITECTURES = ("maskformer", "per_pixel")
 
 
 @dataclass
@@ -18,6 +19,10 @@ class MaskFormerConfig:
     # ---- task ----------------------------------------------------------------------------------
     num_classes: int = 150  # ADE20K-150 (orig: MODEL.SEM_SEG_HEAD.NUM_CLASSES); +1 "no object" is added by the head
     id2label: dict[int, str] | None = None  # optional class names, kept with checkpoints
+
+    # "maskformer": mask classification (the paper). "per_pixel": the paper's PerPixelBaseline, the same
+    # backbone and pixel decoder with a per-pixel softmax over K classes and cross-entropy (paper §4.1).
+    architecture: str = "maskformer"
 
     # ---- backbone ------------------------------------------------------------------------------
     backbone: str = "swin"  # "resnet" or "swin"
@@ -65,6 +70,8 @@ class MaskFormerConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (e.g. which checkpoint this came from)
 
     def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"MaskFormerConfig.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"MaskFormerConfig.backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.hidden_dim % self.num_heads:

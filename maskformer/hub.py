@@ -2,8 +2,9 @@
 
 A checkpoint directory holds ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``, or
 sharded ``*.safetensors`` with an index). Ours are recognised by ``"format": "maskformer"`` in
-``config.json``; anything else must be a Hugging Face ``MaskFormerForInstanceSegmentation`` checkpoint
-such as ``facebook/maskformer-swin-tiny-ade``, whose config and weights are converted on load.
+``config.json`` and hold a MaskFormer or a per-pixel baseline (``"architecture"``); anything else
+must be a Hugging Face ``MaskFormerForInstanceSegmentation`` checkpoint such as
+``facebook/maskformer-swin-tiny-ade``, whose config and weights are converted on load.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")  # "name" or "owner/name"
 
 
 def save_pretrained(model, directory: str | os.PathLike) -> None:
-    """Write ``config.json`` and ``model.safetensors``; ``MaskFormer.from_pretrained(directory)`` reads them back."""
+    """Write ``config.json`` and ``model.safetensors`` of a MaskFormer or a PerPixelBaseline;
+    :func:`from_pretrained` reads them back into the same kind of model."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -66,7 +68,11 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
 
 def from_pretrained(name_or_path: str | os.PathLike, revision: str | None = None):
-    """Build a :class:`~maskformer.MaskFormer` and load its weights, with no missing or unexpected key.
+    """Build the model a checkpoint describes and load its weights, with no missing or unexpected key.
+
+    Our own directories give a :class:`~maskformer.MaskFormer` or a
+    :class:`~maskformer.baseline.PerPixelBaseline`, as their ``architecture`` says; Hugging Face
+    checkpoints are always MaskFormers.
 
     Args:
         name_or_path: a directory (ours or Hugging Face layout) or a Hub id such as
@@ -75,7 +81,7 @@ def from_pretrained(name_or_path: str | os.PathLike, revision: str | None = None
 
     The model is returned in eval mode.
     """
-    from .model import MaskFormer
+    from .model import MaskFormer, build_model
 
     path = Path(name_or_path).expanduser()
     if not path.is_dir():
@@ -90,7 +96,7 @@ def from_pretrained(name_or_path: str | os.PathLike, revision: str | None = None
     weights = _load_weights(path)
     if raw.get("format") == FORMAT:
         config = MaskFormerConfig.from_dict({k: v for k, v in raw.items() if k != "format"})
-        model = MaskFormer(config)
+        model = build_model(config)
         load_converted(model, weights, source=str(path))
     else:
         if raw.get("model_type") != "maskformer":

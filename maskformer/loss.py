@@ -264,7 +264,7 @@ class MaskFormerLoss(nn.Module):
         layers = [outputs, *outputs.get("aux_outputs", [])]
         device = outputs["pred_logits"].device
         matches = self.matcher.match_layers(layers, targets)
-        num_masks = self.num_masks(targets, device)
+        num_masks, weight_total = self._normalisers(targets, outputs["pred_logits"].shape[1], device)
         target_masks = _pad_and_stack([t["masks"] for t in targets], device)  # [N, H, W] bool
         offsets = [0]
         for t in targets:
@@ -283,10 +283,15 @@ class MaskFormerLoss(nn.Module):
             losses = {}
             for i, (layer, layer_matches, (focal, dice)) in enumerate(zip(layers, matches, per_layer)):
                 suffix = "" if i == 0 else f"_{i - 1}"
-                losses["loss_ce" + suffix] = self._classification_loss(layer["pred_logits"], targets, layer_matches)
+                losses["loss_ce" + suffix] = self._classification_loss(layer["pred_logits"], targets, layer_matches,
+                                                                         weight_total)
                 losses["loss_mask" + suffix] = focal.sum() / num_masks
                 losses["loss_dice" + suffix] = dice.sum() / num_masks
         return losses
+
+    def batch_losses(self, outputs: Mapping, batch: Mapping) -> dict[str, Tensor]:
+        """The losses of a collate batch (:mod:`maskformer.data.collate`): MaskFormer reads ``batch["targets"]``."""
+        return self(outputs, batch["targets"])
 
     def total_loss(self, losses: Mapping[str, Tensor]) -> Tensor:
         """The weighted sum of the terms; ``loss_mask_3`` takes the weight of ``loss_mask``."""
@@ -301,21 +306,41 @@ class MaskFormerLoss(nn.Module):
     def num_masks(self, targets: Sequence[Mapping[str, Tensor]], device: torch.device) -> float:
         """Target segments per process: summed over all processes when torch.distributed is
         initialised, divided by the world size, at least 1, so every process normalises alike."""
-        count = torch.tensor(float(sum(len(t["labels"]) for t in targets)), device=device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(count)
-            count = count / dist.get_world_size()
-        return max(count.item(), 1.0)
+        return self._normalisers(targets, 0, device)[0]
 
-    def _classification_loss(self, pred_logits: Tensor, targets: Sequence[Mapping[str, Tensor]], matches) -> Tensor:
-        """Weighted cross-entropy of all queries; unmatched ones target class K (no object)."""
+    def _normalisers(self, targets: Sequence[Mapping[str, Tensor]], num_queries: int,
+                     device: torch.device) -> tuple[float, float]:
+        """(num_masks, class-weight total) per process, each averaged over all processes.
+
+        The cross-entropy is a weighted mean: the sum over queries of ``w[target] * CE`` divided by
+        the sum of ``w[target]``, which is 1 per matched query (``min(N_b, Q)`` per image) and
+        ``eos_coef`` per unmatched one. Like ``num_masks``, that divisor is averaged over processes
+        (one all_reduce for both), so N processes compute exactly the loss and gradients of one
+        process on the combined batch. The original normalises the cross-entropy per GPU; on one
+        process the two are the same.
+        """
+        matched = [min(len(t["labels"]), num_queries) for t in targets]
+        counts = torch.tensor([float(sum(len(t["labels"]) for t in targets)),
+                               sum(m + self.eos_coef * (num_queries - m) for m in matched)],
+                              dtype=torch.float64, device=device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(counts)
+            counts = counts / dist.get_world_size()
+        num_masks, weight_total = counts.tolist()
+        return max(num_masks, 1.0), weight_total
+
+    def _classification_loss(self, pred_logits: Tensor, targets: Sequence[Mapping[str, Tensor]], matches,
+                             weight_total: float) -> Tensor:
+        """Weighted cross-entropy of all queries; unmatched ones target class K (no object).
+        ``weight_total`` is the divisor of the weighted mean (see :meth:`_normalisers`)."""
         batch_size, num_queries, _ = pred_logits.shape
         device = pred_logits.device
         target_classes = torch.full((batch_size, num_queries), self.num_classes, dtype=torch.int64, device=device)
         for b, ((query_idx, target_idx), target) in enumerate(zip(matches, targets)):
             target_classes[b, query_idx.to(device)] = target["labels"].to(device)[target_idx.to(device)]
         # cross_entropy wants classes in dim 1: [B, K+1, Q]
-        return F.cross_entropy(pred_logits.float().transpose(1, 2), target_classes, self.class_weight)
+        ce = F.cross_entropy(pred_logits.float().transpose(1, 2), target_classes, self.class_weight, reduction="sum")
+        return ce / weight_total
 
     def _mask_losses(self, mask_logits: list[Tensor], target_idx: list[Tensor], target_masks: Tensor):
         """Per-layer (focal [M_l], dice [M_l]) of the matched pairs."""

@@ -24,6 +24,8 @@ class MaskFormerOutput(dict):
 
     Keys: ``pred_logits [B, Q, K+1]``, ``pred_masks [B, Q, ceil(H/4), ceil(W/4)]`` and ``aux_outputs``, a
     list with one ``{"pred_logits", "pred_masks"}`` per earlier decoder layer (first layer first).
+    The per-pixel baseline (:class:`maskformer.baseline.PerPixelBaseline`) returns only
+    ``semantic_logits [B, K, ceil(H/4), ceil(W/4)]``.
     """
 
     def __getattr__(self, name: str) -> Any:
@@ -135,10 +137,38 @@ class MaskFormer(nn.Module):
         """
         from .hub import from_pretrained
 
-        return from_pretrained(name_or_path, **kwargs)
+        model = from_pretrained(name_or_path, **kwargs)
+        if not isinstance(model, cls):
+            raise ValueError(f"{name_or_path} holds a {type(model).__name__} (architecture "
+                             f"{model.config.architecture!r}), not a {cls.__name__}; load it with "
+                             f"{type(model).__name__}.from_pretrained or maskformer.hub.from_pretrained")
+        return model
 
     def save_pretrained(self, directory: str) -> None:
         """Write ``config.json`` and ``model.safetensors`` to ``directory`` (see :mod:`maskformer.hub`)."""
         from .hub import save_pretrained
 
         save_pretrained(self, directory)
+
+
+def build_model(config: MaskFormerConfig, pretrained_backbone: bool = False) -> nn.Module:
+    """The model ``config.architecture`` names: :class:`MaskFormer` ("maskformer") or
+    :class:`~maskformer.baseline.PerPixelBaseline` ("per_pixel")."""
+    if config.architecture == "per_pixel":
+        from .baseline import PerPixelBaseline  # baseline.py imports this module
+
+        return PerPixelBaseline(config, pretrained_backbone)
+    return MaskFormer(config, pretrained_backbone)
+
+
+def build_criterion(config: MaskFormerConfig) -> nn.Module:
+    """The training loss of ``config.architecture``: :class:`~maskformer.MaskFormerLoss` or
+    :class:`~maskformer.baseline.PerPixelLoss`. Both have ``batch_losses(outputs, batch)`` and
+    ``total_loss(losses)``, so a training loop needs nothing else."""
+    if config.architecture == "per_pixel":
+        from .baseline import PerPixelLoss
+
+        return PerPixelLoss.from_config(config)
+    from .loss import MaskFormerLoss
+
+    return MaskFormerLoss.from_config(config)

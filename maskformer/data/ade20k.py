@@ -102,7 +102,7 @@ class ADE20K(SegmentationFolder):
                 f"ADEChallengeData2016 folder (or its parent) as root; or use ADE20K.from_hub(...) when online")
         self.root, self.split = root, split
         super().__init__(root / "images" / split, root / "annotations" / split, ADE20K_CLASSES, transforms,
-                         reduce_labels=True)
+                         reduce_labels=True, palette=ADE20K_PALETTE)
 
     @staticmethod
     def from_hub(split: str = "train", transforms: Callable | None = None, repo_id: str = "scene_parse_150",
@@ -124,4 +124,4 @@ class ADE20K(SegmentationFolder):
                 f"({type(error).__name__}: {error}). Without internet, download {ADE20K_URL} elsewhere, unzip it "
                 f"and use ADE20K(root, split='training' | 'validation')") from error
         return HFSegmentationDataset(dataset, ADE20K_CLASSES, transforms, image_column="image",
-                                     label_column="annotation", reduce_labels=True)
+                                     label_column="annotation", reduce_labels=True, palette=ADE20K_PALETTE)

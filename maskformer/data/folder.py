@@ -24,11 +24,22 @@ from torch.utils.data import Dataset
 
 from .collate import make_sample
 from .io import image_from_pil, label_from_pil, read_image, read_label
+from .palette import distinct_palette
 from .targets import reduce_labels as reduce_label_map
 
 __all__ = ["SegmentationFolder", "HFSegmentationDataset", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _palette(palette: Sequence[tuple[int, int, int]] | None, num_classes: int) -> list[tuple[int, int, int]]:
+    """The given palette (one RGB triple per class, checked) or distinct colours."""
+    if palette is None:
+        return list(distinct_palette(num_classes))
+    if len(palette) != num_classes:
+        raise ValueError(f"maskformer/data/folder.py: {len(palette)} palette colours for {num_classes} classes; "
+                         f"pass one (R, G, B) per class name, or palette=None for generated colours")
+    return [tuple(int(v) for v in colour) for colour in palette]
 
 
 def _listing(names: Sequence[str], limit: int = 5) -> str:
@@ -47,18 +58,21 @@ class SegmentationFolder(Dataset):
             `train_transforms()` or `eval_transforms()`; None keeps the original size.
         reduce_labels: 0 -> ignore, l -> l-1 (for label files where 0 is "unlabelled").
         ignore_index: the "unlabelled" value in the (reduced) labels.
+        palette: one RGB colour per class for drawing; None picks distinct colours.
 
     Every image must have a label and every label an image; sizes and values are checked when
     a sample is read, with errors that name the file.
     """
 
     def __init__(self, images_dir: str | Path, masks_dir: str | Path, class_names: Sequence[str],
-                 transforms: Callable | None = None, *, reduce_labels: bool = False, ignore_index: int = 255):
+                 transforms: Callable | None = None, *, reduce_labels: bool = False, ignore_index: int = 255,
+                 palette: Sequence[tuple[int, int, int]] | None = None):
         self.images_dir, self.masks_dir = Path(images_dir), Path(masks_dir)
         self.class_names = list(class_names)
         self.transforms, self.reduce_labels, self.ignore_index = transforms, reduce_labels, ignore_index
         if not self.class_names:
             raise ValueError("maskformer/data/folder.py: class_names is empty; pass the name of every class id")
+        self.palette = _palette(palette, len(self.class_names))
         for kind, folder in (("images", self.images_dir), ("labels", self.masks_dir)):
             if not folder.is_dir():
                 raise FileNotFoundError(f"maskformer/data/folder.py: {kind} folder {folder} does not exist; "
@@ -135,13 +149,14 @@ class HFSegmentationDataset(Dataset):
 
     Args:
         dataset: e.g. `datasets.load_dataset("imagefolder", ...)["train"]` or `Dataset.from_dict(...)`.
-        class_names, transforms, reduce_labels, ignore_index: as in :class:`SegmentationFolder`.
+        class_names, transforms, reduce_labels, ignore_index, palette: as in :class:`SegmentationFolder`.
         image_column, label_column: column names (PIL images, arrays or `{"path"|"bytes"}` dicts).
     """
 
     def __init__(self, dataset: Any, class_names: Sequence[str], transforms: Callable | None = None, *,
                  image_column: str = "image", label_column: str = "annotation",
-                 reduce_labels: bool = False, ignore_index: int = 255):
+                 reduce_labels: bool = False, ignore_index: int = 255,
+                 palette: Sequence[tuple[int, int, int]] | None = None):
         columns = getattr(dataset, "column_names", None)
         if columns is not None:
             for kind, column in (("image_column", image_column), ("label_column", label_column)):
@@ -151,6 +166,7 @@ class HFSegmentationDataset(Dataset):
         self.dataset, self.class_names, self.transforms = dataset, list(class_names), transforms
         self.image_column, self.label_column = image_column, label_column
         self.reduce_labels, self.ignore_index = reduce_labels, ignore_index
+        self.palette = _palette(palette, len(self.class_names))
 
     @property
     def num_classes(self) -> int:

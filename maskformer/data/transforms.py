@@ -27,6 +27,7 @@ from torchvision.transforms.v2 import functional as TF
 
 __all__ = [
     "ADE20K_TRAIN_SHORT_EDGES",
+    "shortest_edge_size",
     "ResizeShortestEdge",
     "RandomCropCategoryArea",
     "ColorJitterSSD",
@@ -54,6 +55,19 @@ def _uniform(low: float, high: float) -> float:
     return low + (high - low) * float(torch.rand(()))
 
 
+def shortest_edge_size(height: int, width: int, short_edge: int, max_size: int) -> tuple[int, int]:
+    """`(H, W)` after scaling the short side to `short_edge`, unless that makes the long side exceed
+    `max_size` (then the long side is `max_size`); rounded to the nearest integer as in detectron2.
+
+    Shared by :class:`ResizeShortestEdge` and evaluation (`maskformer.evaluation`), so that test-time
+    sizes are exactly the ones the transforms produce.
+    """
+    scale = short_edge / min(height, width)
+    if max(height, width) * scale > max_size:
+        scale = max_size / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
 class ResizeShortestEdge(v2.Transform):
     """Resize so that the short side is one of `short_edges` (chosen uniformly), the long side at
     most `max_size`; sizes rounded to the nearest integer as in detectron2.
@@ -69,10 +83,7 @@ class ResizeShortestEdge(v2.Transform):
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         h, w = _image_size(flat_inputs)
         short = self.short_edges[_choice(len(self.short_edges))]
-        scale = short / min(h, w)
-        if max(h, w) * scale > self.max_size:
-            scale = self.max_size / max(h, w)
-        return {"size": [int(h * scale + 0.5), int(w * scale + 0.5)]}
+        return {"size": list(shortest_edge_size(h, w, short, self.max_size))}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         return self._call_kernel(TF.resize, inpt, size=params["size"], antialias=True)  # masks: nearest

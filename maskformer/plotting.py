@@ -1,0 +1,80 @@
+"""Figures of a training run: the loss and mIoU curves written next to ``metrics.jsonl``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["read_metrics", "plot_training_curves"]
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file (one JSON object per line)."""
+    records = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}, line {n}: not JSON ({err}): {line[:80]!r}") from None
+    return records
+
+
+def _smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average with bias correction (TensorBoard's smoothing)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, 1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight**i))
+    return out
+
+
+def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike | None = None,
+                         title: str = "", axes=None):
+    """Loss (per logged step, and smoothed) and validation mIoU against the step.
+
+    ``history`` is a list of records as in ``metrics.jsonl``: training records have ``loss``
+    (or ``loss_avg``), evaluation records ``mIoU``. Writes a PNG to ``path`` when given; draws
+    into ``axes`` (two matplotlib axes) when given, otherwise a new figure. Returns the figure.
+    """
+    import matplotlib
+
+    if axes is None and path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    train = [r for r in history if "loss" in r or "loss_avg" in r]
+    evals = [r for r in history if r.get("mIoU") is not None]
+    own_figure = axes is None
+    if own_figure:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    else:
+        fig = axes[0].figure
+    ax_loss, ax_iou = axes
+    if train:
+        steps = [r["step"] for r in train]
+        loss = [r.get("loss_avg", r.get("loss")) for r in train]
+        ax_loss.plot(steps, loss, color="tab:blue", alpha=0.3, lw=1, label="logged")
+        ax_loss.plot(steps, _smooth(loss), color="tab:blue", lw=2, label="smoothed")
+        ax_loss.set_yscale("log")
+        ax_loss.legend()
+    ax_loss.set(xlabel="step", ylabel="training loss", title="loss")
+    if evals:
+        ax_iou.plot([r["step"] for r in evals], [r["mIoU"] for r in evals], "o-", color="tab:green")
+        ax_iou.set_ylim(0, 1)
+    ax_iou.set(xlabel="step", ylabel="mIoU", title="validation mIoU")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=90)
+        if own_figure:
+            plt.close(fig)
+    return fig
