@@ -46,6 +46,10 @@ class MaskFormerConfig:
     mask_dim: int = 256  # orig: SEM_SEG_HEAD.MASK_DIM, the per-pixel embedding size
 
     # ---- transformer decoder (DETR) ------------------------------------------------------------
+    # What the decoder's queries attend to (orig: MASK_FORMER.TRANSFORMER_IN_FEATURE): "res5", the backbone's
+    # stride-32 map (every published model), or "pixel_embedding", the pixel decoder's stride-4 mask features,
+    # which suits small inputs where res5 is only a few cells wide (the Shapes recipe: 2x2 at 64 px).
+    transformer_in_feature: str = "res5"
     hidden_dim: int = 256  # paper §4: d_model 256
     num_queries: int = 100  # paper §4: N = 100 queries
     num_heads: int = 8  # orig: MASK_FORMER.NHEADS
@@ -72,6 +76,9 @@ class MaskFormerConfig:
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"MaskFormerConfig.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.transformer_in_feature not in ("res5", "pixel_embedding"):
+            raise ValueError(f"MaskFormerConfig.transformer_in_feature must be 'res5' or 'pixel_embedding', "
+                             f"got {self.transformer_in_feature!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"MaskFormerConfig.backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.hidden_dim % self.num_heads:

@@ -202,7 +202,10 @@ def evaluate_semantic(
         ``IoU`` and ``accuracy`` ``[K]``, ``per_class`` when names are known), plus ``num_images``,
         ``short_edges``, ``max_size`` and ``flip``.
     """
-    from tqdm.auto import tqdm
+    if progress:
+        from tqdm.auto import tqdm
+    else:  # no import at all: tqdm.auto warns in notebooks without ipywidgets even when disabled
+        from tqdm import tqdm
 
     if not short_edges:
         raise ValueError("maskformer/evaluation.py: short_edges is empty; pass at least one test scale, e.g. (512,)")

@@ -95,7 +95,10 @@ class MaskFormer(nn.Module):
             load_timm_weights(self.backbone, config)
         channels = self.backbone.channels
         self.pixel_decoder = PixelDecoder(channels, config.fpn_dim, config.mask_dim)
-        self.transformer = TransformerDecoder(channels[-1], config.hidden_dim, config.num_queries, config.num_heads,
+        # The original projects with a 1x1 conv only when the channels differ; we always do (convert.py
+        # loads an identity where a checkpoint has none).
+        in_channels = channels[-1] if config.transformer_in_feature == "res5" else config.mask_dim
+        self.transformer = TransformerDecoder(in_channels, config.hidden_dim, config.num_queries, config.num_heads,
                                               config.dim_feedforward, config.dec_layers, config.dropout)
         self.class_embed = nn.Linear(config.hidden_dim, config.num_classes + 1)
         self.mask_embed = MLP(config.hidden_dim, config.hidden_dim, config.mask_dim, 3)
@@ -113,13 +116,22 @@ class MaskFormer(nn.Module):
         B = images.shape[0]  # images: [B, 3, H, W]
         features = self.backbone(images)  # [res2, res3, res4, res5]
         p2 = self.pixel_decoder.fpn(features)[-1]  # [B, fpn_dim, H/4, W/4]
-        hs = self.transformer(features[-1])  # [L, B, Q, C], every decoder layer
+        pixel_embedding = None
+        if self.config.transformer_in_feature == "pixel_embedding":
+            pixel_embedding = self.pixel_decoder.mask_features(p2)  # [B, mask_dim, H/4, W/4]
+            hs = self.transformer(pixel_embedding)  # [L, B, Q, C], every decoder layer
+        else:
+            hs = self.transformer(features[-1])
         if not (return_aux and self.config.deep_supervision):
             hs = hs[-1:]
         L, _, Q, _ = hs.shape
         logits = self.class_embed(hs)  # [L, B, Q, K+1]
         mask_embed = self.mask_embed(hs)  # [L, B, Q, D]
-        masks = mask_logits(mask_embed.transpose(0, 1).reshape(B, L * Q, -1), self.pixel_decoder.mask_features, p2)
+        mask_embed = mask_embed.transpose(0, 1).reshape(B, L * Q, -1)  # [B, L*Q, D]
+        if pixel_embedding is not None:  # already computed: no folding
+            masks = torch.einsum("bmd,bdhw->bmhw", mask_embed, pixel_embedding)
+        else:
+            masks = mask_logits(mask_embed, self.pixel_decoder.mask_features, p2)
         masks = masks.view(B, L, Q, *masks.shape[-2:]).transpose(0, 1)  # [L, B, Q, H/4, W/4]
         aux = [{"pred_logits": logits[i], "pred_masks": masks[i]} for i in range(L - 1)]
         return MaskFormerOutput(pred_logits=logits[-1], pred_masks=masks[-1], aux_outputs=aux)

@@ -41,16 +41,19 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathL
     (or ``loss_avg``), evaluation records ``mIoU``. Writes a PNG to ``path`` when given; draws
     into ``axes`` (two matplotlib axes) when given, otherwise a new figure. Returns the figure.
     """
-    import matplotlib
-
-    if axes is None and path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     train = [r for r in history if "loss" in r or "loss_avg" in r]
     evals = [r for r in history if r.get("mIoU") is not None]
     own_figure = axes is None
-    if own_figure:
+    if own_figure and path is not None:
+        # A figure outside pyplot: it needs no display and leaves pyplot's backend alone (switching
+        # it to Agg would stop a notebook that trains from showing any later figure).
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(10, 3.6))
+        axes = fig.subplots(1, 2)
+    elif own_figure:
+        import matplotlib.pyplot as plt
+
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     else:
         fig = axes[0].figure
@@ -75,6 +78,4 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathL
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=90)
-        if own_figure:
-            plt.close(fig)
     return fig

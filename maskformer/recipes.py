@@ -14,6 +14,7 @@ the comment ("orig: SOLVER.BASE_LR").
 from __future__ import annotations
 
 import dataclasses
+import re
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,19 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
+def _yaml_loader():
+    """PyYAML's safe loader, reading ``3e-4`` as a number: YAML 1.1 wants ``3.0e-4`` and would
+    otherwise hand the optimiser the string ``'3e-4'``."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    number = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", number, list("-+0123456789."))
+    return Loader
+
+
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """A YAML config with its ``_BASE_`` chain resolved (paths relative to the file, as detectron2's)."""
     import yaml
@@ -143,7 +157,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise ValueError(f"{path}: _BASE_ loop through {[str(p) for p in seen]}")
     try:
         with open(path) as f:
-            d = yaml.safe_load(f) or {}
+            d = yaml.load(f, Loader=_yaml_loader()) or {}
     except FileNotFoundError:
         raise FileNotFoundError(f"config file {path} not found; the shipped ones are under {CONFIG_DIR}") from None
     except yaml.YAMLError as err:
@@ -157,16 +171,10 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
 
 
 def _parse_value(text: str) -> Any:
-    """A YAML scalar or list; numbers like ``3e-4`` too, which YAML 1.1 would leave as strings."""
+    """A YAML scalar or list, read like the config files (``3e-4`` is a number)."""
     import yaml
 
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
+    return yaml.load(text, Loader=_yaml_loader())
 
 
 def apply_overrides(d: dict, overrides: list[str]) -> dict:

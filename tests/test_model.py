@@ -122,3 +122,22 @@ def test_return_aux_false_keeps_final_prediction(model):
     assert final.aux_outputs == []
     torch.testing.assert_close(final.pred_logits, full.pred_logits, rtol=0, atol=1e-6)
     torch.testing.assert_close(final.pred_masks, full.pred_masks, rtol=1e-5, atol=1e-5)
+
+
+def test_pixel_embedding_input_feature():
+    """transformer_in_feature="pixel_embedding": the queries attend to the stride-4 mask features."""
+    config = MaskFormerConfig.tiny(transformer_in_feature="pixel_embedding")
+    model = MaskFormer(config).eval()
+    x = torch.randn(2, 3, 70, 90)
+    with torch.no_grad():
+        out = model(x)
+        features = model.backbone(x)
+        pixel_embedding = model.pixel_decoder.mask_features(model.pixel_decoder.fpn(features)[-1])
+        hs = model.transformer(pixel_embedding)[-1]  # [B, Q, C]
+    assert out.pred_masks.shape == (2, config.num_queries, 18, 23)
+    assert model.transformer.input_proj.in_channels == config.mask_dim
+    torch.testing.assert_close(out.pred_logits, model.class_embed(hs))
+    torch.testing.assert_close(out.pred_masks, torch.einsum("bqd,bdhw->bqhw", model.mask_embed(hs), pixel_embedding),
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="transformer_in_feature"):
+        MaskFormerConfig.tiny(transformer_in_feature="res4")

@@ -61,3 +61,11 @@ def test_bad_configs_name_the_file(tmp_path):
         load_config(loop)
     with pytest.raises(ValueError, match="solver.precision"):
         load_config("shapes/maskformer_tiny", ["solver.precision=fp8"])
+
+
+def test_numbers_in_exponent_form_are_numbers(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("_BASE_: %s\nsolver:\n  lr: 3e-4\n  weight_decay: 1E-2\n" % (CONFIG_DIR / "shapes" / "maskformer_tiny.yaml"))
+    cfg = load_config(f, ["solver.warmup_factor=1e-6"])
+    assert (cfg.solver.lr, cfg.solver.weight_decay, cfg.solver.warmup_factor) == (3e-4, 1e-2, 1e-6)
+    assert load_config(f, ["output_dir=1e-3x"]).output_dir == "1e-3x"  # not a number: stays text

@@ -1,10 +1,11 @@
 """Shapes: a seeded synthetic segmentation dataset for CPU experiments, with no download.
 
 Each image is a textured background (class 0, "background", a stuff class) with a few coloured
-shapes drawn over it (thing classes 1..K-1). A thing class is a (shape, colour) pair, so telling
-classes apart needs both the outline and the colour; with more than six classes colours repeat
-across shapes and hues get closer, which makes the task harder as K grows. Later shapes occlude
-earlier ones; the instance map holds the visible part of each.
+shapes drawn over it (thing classes 1..K-1). A thing class is a (shape, colour) pair. With at most
+six thing classes each has a shape and a hue of its own, so either tells it apart (the default
+K = 7: a red square, a yellow circle, ...). With more, six shapes share each hue and the hues get
+closer, so telling classes apart needs both the outline and the colour: the task gets harder as K
+grows. Later shapes occlude earlier ones; the instance map holds the visible part of each.
 
 Sample `index` is drawn from `numpy.random.default_rng((seed, index))`: the same seed gives the
 same dataset in any order, on any machine, with any number of DataLoader workers.
@@ -80,17 +81,19 @@ class Shapes(Dataset):
         self.num_samples, self.image_size, self.num_classes = num_samples, image_size, num_classes
         self.shapes_per_image, self.seed, self.transforms, self.targets = shapes_per_image, seed, transforms, targets
         num_things = num_classes - 1
-        num_colours = math.ceil(num_things / len(SHAPE_KINDS))
-        # class c >= 1: shape kind (c-1) % 6, colour (c-1) // 6, hues spread around the circle
+        # class c >= 1: shape kind (c-1) % 6; hue index c-1 (<= 6 things) or (c-1) // 6, spread around the circle
+        few = num_things <= len(SHAPE_KINDS)
+        num_colours = num_things if few else math.ceil(num_things / len(SHAPE_KINDS))
+        colour_index = [None] + [c - 1 if few else (c - 1) // len(SHAPE_KINDS) for c in range(1, num_classes)]
         self.class_kinds = [None] + [SHAPE_KINDS[(c - 1) % len(SHAPE_KINDS)] for c in range(1, num_classes)]
         self.class_colours = [(0.5, 0.5, 0.5)] + [
-            colorsys.hsv_to_rgb(((c - 1) // len(SHAPE_KINDS)) / num_colours, 0.85, 0.95) for c in range(1, num_classes)
+            colorsys.hsv_to_rgb(colour_index[c] / num_colours, 0.85, 0.95) for c in range(1, num_classes)
         ]
         named = ("red", "orange", "yellow", "lime", "green", "spring", "cyan", "azure", "blue", "violet", "magenta", "rose")
         hue_names = [named[round(12 * i / num_colours) % 12] if num_colours <= 12 else f"hue{round(360 * i / num_colours)}"
                      for i in range(num_colours)]
         self.class_names = ["background"] + [
-            f"{hue_names[(c - 1) // len(SHAPE_KINDS)]} {self.class_kinds[c]}" for c in range(1, num_classes)
+            f"{hue_names[colour_index[c]]} {self.class_kinds[c]}" for c in range(1, num_classes)
         ]
         self.thing_ids = list(range(1, num_classes))
         self.stuff_ids = [0]
