@@ -91,7 +91,8 @@ def semantic_probabilities(model: nn.Module, images: Tensor, image_sizes: Sequen
     ``image_sizes`` and resized to ``original_sizes`` (the same three steps), then softmaxed.
 
     Args:
-        model: called as ``model(images, return_aux=False)``.
+        model: called as ``model(images, return_aux=False)`` as it is: put it in eval mode first
+            (:func:`evaluate_semantic` does), or dropout stays on.
         images: ``[B, 3, Hp, Wp]``, normalised and padded (on the model's device).
         image_sizes: ``(H, W)`` of each image inside the padding.
         original_sizes: ``(H0, W0)`` to resize each result to.
