@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .backbone import build_backbone, load_timm_weights
 from .config import MaskFormerConfig
-from .model import MaskFormerOutput
+from .model import MaskFormerOutput, PretrainedMixin
 from .pixel_decoder import PixelDecoder
 
 __all__ = ["PerPixelBaseline", "PerPixelLoss", "OUTPUT_STRIDE"]
@@ -34,7 +34,7 @@ __all__ = ["PerPixelBaseline", "PerPixelLoss", "OUTPUT_STRIDE"]
 OUTPUT_STRIDE = 4  # the pixel decoder's mask features are at stride 4 of the input
 
 
-class PerPixelBaseline(nn.Module):
+class PerPixelBaseline(PretrainedMixin, nn.Module):
     """Backbone -> pixel decoder -> 1x1 conv to K class logits per pixel.
 
     ``PerPixelBaseline(config)(images)`` with ``images [B, 3, H, W]`` (ImageNet-normalised) returns a
@@ -71,28 +71,6 @@ class PerPixelBaseline(nn.Module):
         mask_features, _ = self.pixel_decoder(features)  # [B, mask_dim, H/4, W/4]
         # As in the original, no nonlinearity between the pixel decoder's last conv and the predictor.
         return MaskFormerOutput(semantic_logits=self.predictor(mask_features))  # [B, K, H/4, W/4]
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs) -> "PerPixelBaseline":
-        """Load a checkpoint directory written by :meth:`save_pretrained` (see :func:`maskformer.hub.from_pretrained`)."""
-        from .hub import from_pretrained
-
-        model = from_pretrained(name_or_path, **kwargs)
-        if not isinstance(model, cls):
-            raise ValueError(f"{name_or_path} holds a {type(model).__name__} (architecture "
-                             f"{model.config.architecture!r}), not a {cls.__name__}; load it with "
-                             f"{type(model).__name__}.from_pretrained or maskformer.hub.from_pretrained")
-        return model
-
-    def save_pretrained(self, directory: str) -> None:
-        """Write ``config.json`` and ``model.safetensors`` to ``directory`` (see :mod:`maskformer.hub`)."""
-        from .hub import save_pretrained
-
-        save_pretrained(self, directory)
 
 
 class PerPixelLoss(nn.Module):

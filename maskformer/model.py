@@ -74,7 +74,38 @@ def mask_logits(mask_embed: torch.Tensor, conv: nn.Conv2d, x: torch.Tensor, fold
     return out.view(B, M, h, w).contiguous()
 
 
-class MaskFormer(nn.Module):
+class PretrainedMixin:
+    """``num_parameters``, ``from_pretrained`` and ``save_pretrained``, shared by :class:`MaskFormer`
+    and :class:`~maskformer.baseline.PerPixelBaseline`; disk and Hub I/O lives in :mod:`maskformer.hub`."""
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs):
+        """Load our own checkpoint directory, a Hugging Face MaskFormer directory, or a Hub id.
+
+        See :func:`maskformer.hub.from_pretrained` for the details and the keyword arguments. The
+        checkpoint must hold this class's architecture.
+        """
+        from .hub import from_pretrained
+
+        model = from_pretrained(name_or_path, **kwargs)
+        if not isinstance(model, cls):
+            raise ValueError(f"{name_or_path} holds a {type(model).__name__} (architecture "
+                             f"{model.config.architecture!r}), not a {cls.__name__}; load it with "
+                             f"{type(model).__name__}.from_pretrained or maskformer.hub.from_pretrained")
+        return model
+
+    def save_pretrained(self, directory: str) -> None:
+        """Write ``config.json`` and ``model.safetensors`` to ``directory`` (see :mod:`maskformer.hub`)."""
+        from .hub import save_pretrained
+
+        save_pretrained(self, directory)
+
+
+class MaskFormer(PretrainedMixin, nn.Module):
     """The whole model.
 
     ``MaskFormer(config)(images)`` with ``images [B, 3, H, W]`` (ImageNet-normalised) returns a
@@ -135,32 +166,6 @@ class MaskFormer(nn.Module):
         masks = masks.view(B, L, Q, *masks.shape[-2:]).transpose(0, 1)  # [L, B, Q, H/4, W/4]
         aux = [{"pred_logits": logits[i], "pred_masks": masks[i]} for i in range(L - 1)]
         return MaskFormerOutput(pred_logits=logits[-1], pred_masks=masks[-1], aux_outputs=aux)
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    # Hub / disk I/O lives in maskformer.hub; these are the familiar entry points.
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs) -> "MaskFormer":
-        """Load our own checkpoint directory, a Hugging Face MaskFormer directory, or a Hub id.
-
-        See :func:`maskformer.hub.from_pretrained` for the details and the keyword arguments.
-        """
-        from .hub import from_pretrained
-
-        model = from_pretrained(name_or_path, **kwargs)
-        if not isinstance(model, cls):
-            raise ValueError(f"{name_or_path} holds a {type(model).__name__} (architecture "
-                             f"{model.config.architecture!r}), not a {cls.__name__}; load it with "
-                             f"{type(model).__name__}.from_pretrained or maskformer.hub.from_pretrained")
-        return model
-
-    def save_pretrained(self, directory: str) -> None:
-        """Write ``config.json`` and ``model.safetensors`` to ``directory`` (see :mod:`maskformer.hub`)."""
-        from .hub import save_pretrained
-
-        save_pretrained(self, directory)
 
 
 def build_model(config: MaskFormerConfig, pretrained_backbone: bool = False) -> nn.Module:
