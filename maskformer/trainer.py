@@ -189,15 +189,14 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
 # ----------------------------------------------------------------------------------------------
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over
+def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Call ``write(f)`` on a temporary file in ``path``'s folder, flush it to disk, then rename it over
     ``path``: a crash at any moment leaves either the old file or the new one, never half of one."""
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -207,13 +206,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
         raise
 
 
-def _atomic_write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` that never leaves a half-written file (see :func:`_atomic_write`)."""
+    _atomic_write(Path(path), lambda f: torch.save(obj, f))
 
 
 def _rng_state() -> dict[str, Any]:
@@ -345,7 +340,7 @@ class Trainer:
                  "scheduler": self.scheduler.state_dict(), "step": self.step, "rng": _rng_state(),
                  "config": self.cfg.to_dict(), "history": self.history}
         atomic_save(state, path)
-        _atomic_write_text(path.name + "\n", self.checkpoint_dir / "last_checkpoint")
+        _atomic_write(self.checkpoint_dir / "last_checkpoint", lambda f: f.write(f"{path.name}\n".encode()))
         old = sorted(self.checkpoint_dir.glob("step_*.pt"))[: -self.cfg.keep_checkpoints or None]
         for p in old:
             if p != path:
@@ -412,7 +407,7 @@ class Trainer:
         model = self.ddp or self.model
         model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        totals: dict[str, float] = {}
+        names, total = [], None
         n = len(micro_batches)
         for i, batch in enumerate(micro_batches):
             batch = self._to_device(batch)
@@ -423,14 +418,14 @@ class Trainer:
                 losses = self.criterion.batch_losses(outputs, batch)
                 loss = self.criterion.total_loss(losses)
                 (loss / n).backward()
-            for k, v in losses.items():
-                totals[k] = totals.get(k, 0.0) + v.detach().float().item() / n
-            totals["loss"] = totals.get("loss", 0.0) + loss.detach().float().item() / n
+            terms = {**losses, "loss": loss}
+            names = list(terms)
+            values = torch.stack([v.detach().double() for v in terms.values()]) / n  # [terms], stays on device
+            total = values if total is None else total + values
         if self.world_size > 1:  # every process logs (and stops on) the same averaged values
-            names = sorted(totals)
-            values = torch.tensor([totals[k] for k in names], dtype=torch.float64, device=self.device)
-            dist.all_reduce(values)
-            totals = dict(zip(names, (values / self.world_size).tolist()))
+            dist.all_reduce(total)
+            total = total / self.world_size
+        totals = dict(zip(names, total.tolist()))  # one device-to-host copy per step
         if not math.isfinite(totals["loss"]):
             bad = {k: v for k, v in totals.items() if not math.isfinite(v)}
             raise NonFiniteLossError(
