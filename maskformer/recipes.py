@@ -14,6 +14,7 @@ the comment ("orig: SOLVER.BASE_LR").
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import os
 from dataclasses import dataclass, field
@@ -135,6 +136,7 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def _yaml_loader():
     """PyYAML's safe loader, reading ``3e-4`` as a number: YAML 1.1 wants ``3.0e-4`` and would
     otherwise hand the optimiser the string ``'3e-4'``."""
