@@ -67,11 +67,12 @@ def mask_logits(mask_embed: torch.Tensor, conv: nn.Conv2d, x: torch.Tensor, fold
         fold = M * C * k * k < D * C * k * k + M * D
     if not fold:
         return torch.einsum("bmd,bdhw->bmhw", mask_embed, conv(x))
-    weight = torch.einsum("bmd,dcij->bmcij", mask_embed, conv.weight).reshape(B * M, C, k, k)
-    bias = (mask_embed @ conv.bias).reshape(B * M)
-    h, w = x.shape[-2:]
-    out = F.conv2d(x.reshape(1, B * C, h, w), weight, bias, padding=conv.padding, groups=B)  # one group per image
-    return out.view(B, M, h, w).contiguous()
+    weight = torch.einsum("bmd,dcij->bmcij", mask_embed, conv.weight)  # [B, M, C, k, k]: filters per image
+    bias = mask_embed @ conv.bias  # [B, M]
+    # One conv per image rather than one grouped conv over [1, B*C, h, w]: that reshape would copy a
+    # channels-last x (Swin's maps are) and send the conv down oneDNN's slower NCHW path.
+    out = [F.conv2d(x[i:i + 1], weight[i], bias[i], padding=conv.padding) for i in range(B)]
+    return torch.cat(out).contiguous()  # [B, M, h, w]
 
 
 class PretrainedMixin:

@@ -92,3 +92,40 @@ def test_window_order_is_pad_roll_partition(H, W, shift):
     back = torch.roll(unwindowed, (shift, shift), dims=(1, 2))[:, :H, :W]
     assert torch.equal(windows.view(2, -1, C)[:, inverse].view(2, H, W, C), back)
     assert torch.equal(back, x)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_swin_mlp_in_token_blocks_gives_the_same_numbers(monkeypatch, training):
+    """SwinBlock runs its MLP on blocks of tokens (a speed-up); the block size must not change any number,
+    and stochastic depth must still drop a whole sample's branch, not parts of it."""
+    import maskformer.backbone.swin as swin
+
+    net = build_backbone(MaskFormerConfig.tiny(backbone="swin", swin_drop_path_rate=0.5)).train(training)
+    images = torch.randn(2, 3, 60, 44)  # 15 x 11 = 165 tokens at stride 4
+    outputs = []
+    for tokens_per_block in (10**9, 40, 7):  # one block, a few, many with a remainder
+        monkeypatch.setattr(swin, "MLP_TOKENS_PER_BLOCK", tokens_per_block)
+        torch.manual_seed(0)  # same stochastic-depth draws
+        outputs.append(net(images))
+    for other in outputs[1:]:
+        for a, b in zip(outputs[0], other):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_frozen_batchnorm_is_eval_batchnorm():
+    from maskformer.backbone import FrozenBatchNorm2d
+
+    torch.manual_seed(0)
+    reference = torch.nn.BatchNorm2d(8).eval()
+    for name in ("weight", "bias", "running_mean"):
+        getattr(reference, name).data.normal_()
+    reference.running_var.data.uniform_(0.5, 2.0)
+    x = torch.randn(2, 8, 5, 6).contiguous(memory_format=torch.channels_last)
+    expected = reference(x)
+    for inplace in (False, True):
+        frozen = FrozenBatchNorm2d(8, inplace=inplace)
+        frozen.load_state_dict({k: v for k, v in reference.state_dict().items() if k != "num_batches_tracked"})
+        given = x.clone()
+        out = frozen(given)
+        torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+        assert (out.data_ptr() == given.data_ptr()) == inplace

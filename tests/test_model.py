@@ -111,8 +111,10 @@ def test_folded_mask_head_equals_einsum(batch):
     conv = torch.nn.Conv2d(32, 48, 3, padding=1)
     embed, x = torch.randn(batch, 20, 48), torch.randn(batch, 32, 17, 23)
     reference = torch.einsum("bmd,bdhw->bmhw", embed, conv(x))
-    for fold in (True, False, None):
-        torch.testing.assert_close(mask_logits(embed, conv, x, fold=fold), reference, rtol=1e-5, atol=1e-5)
+    for layout in (torch.contiguous_format, torch.channels_last):  # Swin's and ResNet's maps are channels-last
+        for fold in (True, False, None):
+            out = mask_logits(embed, conv, x.contiguous(memory_format=layout), fold=fold)
+            torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
 
 
 def test_return_aux_false_keeps_final_prediction(model):
