@@ -86,7 +86,8 @@ def test_window_order_is_pad_roll_partition(H, W, shift):
     padded = torch.nn.functional.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
     expected = window_partition(torch.roll(padded, (-shift, -shift), dims=(1, 2)), window)
     order, inverse = window_order(H, W, window, shift)
-    windows = padded.flatten(1, 2)[:, order].view(-1, window * window, C)
+    tokens_plus_pad = torch.cat([x.flatten(1, 2), torch.zeros(2, 1, C)], dim=1)  # index H*W: the padding token
+    windows = tokens_plus_pad[:, order].view(-1, window * window, C)
     assert torch.equal(windows, expected)
     unwindowed = expected.view(2, Hp // window, Wp // window, window, window, C).transpose(2, 3).reshape(2, Hp, Wp, C)
     back = torch.roll(unwindowed, (shift, shift), dims=(1, 2))[:, :H, :W]
