@@ -72,6 +72,15 @@ def window_order(H: int, W: int, window: int, shift: int, device=None) -> tuple[
     return source[padded_order], position[real]
 
 
+def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[:, index]`` for ``x [B, L, C]``, as one row gather over the flattened batch (on CPU, gathering
+    along dim 0 of a 2-D tensor is about twice as fast as along dim 1 of a 3-D one)."""
+    B, L, C = x.shape
+    if B > 1:
+        index = (index[None] + torch.arange(B, device=index.device)[:, None] * L).flatten()
+    return x.reshape(B * L, C).index_select(0, index).view(B, -1, C)
+
+
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside each window, with a learned relative position bias.
 
@@ -158,9 +167,9 @@ class SwinBlock(nn.Module):
         # each token alone, so they run outside the windows: qkv on the real tokens plus one zero token
         # that stands for all the padding, proj after the padding is dropped again. Same numbers, fewer FLOPs.
         y = F.pad(self.norm1(x), (0, 0, 0, 1))  # [B, H*W + 1, C]: the last token is the padding
-        qkv = self.attn.qkv(y).index_select(1, order)  # pad, roll by -shift, cut into windows: [B, Hp*Wp, 3C]
+        qkv = gather_tokens(self.attn.qkv(y), order)  # pad, roll by -shift, cut into windows: [B, Hp*Wp, 3C]
         y = self.attn.attend(qkv.view(-1, w * w, 3 * C), mask if self.shift else None)  # [B*nW, w*w, C]
-        y = y.view(B, -1, C).index_select(1, inverse)  # back to raster order, roll undone, padding dropped
+        y = gather_tokens(y.view(B, -1, C), inverse)  # back to raster order, roll undone, padding dropped
         y = self.attn.proj(y)  # [B, H*W, C]
         x = x + self.drop_path(y)
         # The MLP acts on each token alone, so it can run on blocks of tokens. At stride 4 (16384 tokens
