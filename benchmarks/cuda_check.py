@@ -37,7 +37,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # lets cuBLAS be de
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forward import build_hf  # noqa: E402
+from forward import build_hf, interleaved_times, median_ratio, run_hf, run_ours  # noqa: E402
 
 from maskformer import from_transformers  # noqa: E402
 from maskformer.recipes import load_config  # noqa: E402
@@ -146,28 +146,25 @@ def check_torchrun(device: str, out: Path, max_iters: int) -> None:
 
 
 def check_speed(device: torch.device, size: int, repeats: int, quick: bool) -> None:
+    def timed(fn):  # wait for the GPU, so that each call's wall time covers its kernels
+        def run(x):
+            out = fn(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return out
+        return run
+
     for preset in ("swin_tiny", "resnet50"):
         hf = build_hf(preset).to(device)
         ours = from_transformers(hf).to(device)
         for batch, bf16 in ((1, False),) if quick else ((1, False), (8, False), (8, True)):
             x = torch.randn(batch, 3, size, size, device=device)
-            fns = {"ours": lambda: ours(x, return_aux=False), "hf": lambda: hf(pixel_values=x)}
-            times = {name: [] for name in fns}
-            with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-                for fn in fns.values():
-                    fn()
-                for _ in range(repeats):
-                    for name, fn in fns.items():
-                        if device.type == "cuda":
-                            torch.cuda.synchronize()
-                        start = time.perf_counter()
-                        fn()
-                        if device.type == "cuda":
-                            torch.cuda.synchronize()
-                        times[name].append(time.perf_counter() - start)
-            t = {name: statistics.median(v) * 1e3 for name, v in times.items()}
+            fns = {"ours": timed(lambda v: run_ours(ours, v)), "hf": timed(lambda v: run_hf(hf, v))}
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                runs = interleaved_times(fns, x, repeats)
+            t = {name: statistics.median(v) * 1e3 for name, v in runs.items()}
             print(f"info  speed     {preset} batch {batch} {'bf16' if bf16 else 'fp32'}: ours {t['ours']:.1f} ms, "
-                  f"HF {t['hf']:.1f} ms, ratio {t['ours'] / t['hf']:.2f}", flush=True)
+                  f"HF {t['hf']:.1f} ms, ratio {median_ratio(runs['ours'], runs['hf']):.2f}", flush=True)
         del hf, ours
 
 
