@@ -18,8 +18,9 @@ into ours with ``maskformer.from_transformers``, checks that both give the same 
   the forward pass is the memory the forward pass needed.
 
 Both sides do the same work: Hugging Face's default forward returns only the last decoder layer's
-prediction, so ours runs with ``return_aux=False``; the ratio with our default forward, which also
-returns the 5 earlier layers' predictions for deep supervision, is printed too.
+prediction, and so does ours in eval mode (``return_aux=False``); the ratio with ``return_aux=True``,
+which also computes the 5 earlier layers' predictions (what training needs for deep supervision), is
+printed too.
 """
 
 from __future__ import annotations

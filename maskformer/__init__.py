@@ -5,10 +5,11 @@
 """
 
 from .config import MaskFormerConfig
-from .convert import from_transformers
+from .builders import from_transformers
 from .loss import MaskFormerLoss
 from .matcher import HungarianMatcher
-from .model import MaskFormer, MaskFormerOutput
+from .model import MaskFormer
+from .outputs import MaskFormerOutput
 
 __version__ = "0.1.0"
 __all__ = ["MaskFormer", "MaskFormerConfig", "MaskFormerOutput", "from_transformers", "HungarianMatcher", "MaskFormerLoss"]

@@ -8,16 +8,18 @@ for mask classification.
 
 - :class:`PerPixelBaseline`: images ``[B, 3, H, W]`` -> ``semantic_logits [B, K, ceil(H/4), ceil(W/4)]``.
 - :class:`PerPixelLoss`: logits upsampled by the output stride to the label size, cross-entropy
-  over the labelled pixels (``loss_sem_seg``), as the original's ``PerPixelBaselineHead``.
+  over the labelled pixels (``loss_sem_seg``), as the original's ``PerPixelBaselineHead``. With
+  gradient accumulation, :meth:`PerPixelLoss.normalisers` counts the labelled pixels of all
+  micro-batches once, so that the micro-batch losses sum to the full batch's mean.
 
 Both expose the same entry points as :class:`~maskformer.MaskFormer` and
-:class:`~maskformer.MaskFormerLoss`; :func:`maskformer.model.build_model` and
-:func:`maskformer.model.build_criterion` pick one pair from ``config.architecture``.
+:class:`~maskformer.MaskFormerLoss`; :func:`maskformer.builders.build_model` and
+:func:`maskformer.builders.build_criterion` pick one pair from ``config.architecture``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -26,7 +28,9 @@ from torch import Tensor, nn
 
 from .backbone import build_backbone, load_timm_weights
 from .config import MaskFormerConfig
-from .model import MaskFormerOutput, PretrainedMixin
+from .loss import mean_over_processes
+from .outputs import MaskFormerOutput
+from .pretrained import PretrainedMixin
 from .pixel_decoder import PixelDecoder
 
 __all__ = ["PerPixelBaseline", "PerPixelLoss", "OUTPUT_STRIDE"]
@@ -47,6 +51,8 @@ class PerPixelBaseline(PretrainedMixin, nn.Module):
         pretrained_backbone: initialise the backbone from timm's ImageNet weights (needs internet).
     """
 
+    architecture = "per_pixel"
+
     def __init__(self, config: MaskFormerConfig, pretrained_backbone: bool = False):
         super().__init__()
         self.config = config
@@ -61,7 +67,7 @@ class PerPixelBaseline(PretrainedMixin, nn.Module):
         # Same reason as MaskFormer: oneDNN's CPU convolutions are fastest with NHWC weights and activations.
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, images: Tensor, return_aux: bool = True) -> MaskFormerOutput:
+    def forward(self, images: Tensor, return_aux: bool | None = None) -> MaskFormerOutput:
         """images ``[B, 3, H, W]`` -> ``MaskFormerOutput(semantic_logits=[B, K, ceil(H/4), ceil(W/4)])``.
 
         ``return_aux`` is accepted so that callers can run either model the same way; the
@@ -95,13 +101,17 @@ class PerPixelLoss(nn.Module):
     def from_config(cls, config: MaskFormerConfig) -> "PerPixelLoss":
         return cls(config.num_classes)
 
-    def forward(self, outputs: Mapping[str, Tensor], semantic: Tensor) -> dict[str, Tensor]:
+    def forward(self, outputs: Mapping[str, Tensor], semantic: Tensor,
+                normalisers: Mapping[str, float] | None = None) -> dict[str, Tensor]:
         """Cross-entropy of every labelled pixel.
 
         Args:
             outputs: ``semantic_logits`` ``[B, K, h, w]`` (stride 4).
             semantic: int64 ``[B, H, W]`` class ids, ``ignore_index`` for unlabelled pixels, with
                 ``H <= 4h`` and ``W <= 4w`` (the padded batch's ``batch["semantic"]``).
+            normalisers: ``{"num_pixels": ...}`` from :meth:`normalisers`, the labelled pixels of the
+                whole optimiser step, which divides the summed cross-entropy; None divides by this
+                batch's labelled pixels (the mean over them, on this process).
 
         Returns:
             ``{"loss_sem_seg": scalar}``; 0 (with a zero gradient) when every pixel is ignored.
@@ -118,14 +128,30 @@ class PerPixelLoss(nn.Module):
         logits = logits[..., :H, :W]  # [B, K, H, W], only when the labels are not a multiple of 4
         semantic = semantic.to(logits.device, non_blocking=True)
         total = F.cross_entropy(logits, semantic, ignore_index=self.ignore_index, reduction="sum")
+        if normalisers is not None:
+            return {"loss_sem_seg": total / normalisers["num_pixels"]}
         # A mean over zero labelled pixels is 0/0 = NaN in F.cross_entropy; dividing by at least 1
         # gives 0 with a zero gradient, so an all-ignore crop cannot poison training.
         labelled = (semantic != self.ignore_index).sum().clamp(min=1)
         return {"loss_sem_seg": total / labelled}
 
-    def batch_losses(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        """The losses of a collate batch: the baseline reads ``batch["semantic"]`` ``[B, Hp, Wp]``."""
-        return self(outputs, batch["semantic"])
+    def batch_losses(self, outputs: Mapping[str, Any], batch: Mapping[str, Any],
+                     normalisers: Mapping[str, float] | None = None) -> dict[str, Tensor]:
+        """The losses of a collate batch: the baseline reads ``batch["semantic"]`` ``[B, Hp, Wp]``.
+        ``normalisers``: see :meth:`forward`."""
+        return self(outputs, batch["semantic"], normalisers)
+
+    def normalisers(self, batches: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """The divisor of one optimiser step: ``num_pixels``, the labelled pixels per process.
+
+        Summed over ``batches`` (this process's collate batches of the step, its micro-batches),
+        then over processes and divided by the world size; at least 1, so that a step whose every
+        pixel is ignored gives 0, not NaN. With it every micro-batch's loss is its share of the
+        full batch's mean, and the micro-batch losses sum to that mean.
+        """
+        labelled = sum(int((batch["semantic"] != self.ignore_index).sum()) for batch in batches)
+        (num_pixels,) = mean_over_processes([float(labelled)])
+        return {"num_pixels": max(num_pixels, 1.0)}
 
     def total_loss(self, losses: Mapping[str, Tensor]) -> Tensor:
         """The weighted sum of the terms (just ``loss_sem_seg``, weight 1)."""

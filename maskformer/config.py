@@ -2,16 +2,162 @@
 
 Every default names where it comes from: "paper" is Cheng et al. 2021 (arXiv 2107.06278), "orig" is
 the authors' detectron2 configs (configs/ade20k-150/*.yaml in facebookresearch/MaskFormer).
+
+:func:`check_types` and :func:`check_values` are shared with :mod:`maskformer.recipes`: every config
+dataclass checks its values against its type annotations and its allowed ranges when it is built, and
+raises a one-line ``ValueError`` naming the field, the value and what is allowed
+(``model.num_queries='abc': expected int``, ``model.dropout=1.5: must be in [0, 1)``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import numbers
+import os
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["MaskFormerConfig", "check_types", "check_values", "check_fields", "BACKBONES", "ARCHITECTURES"]
+
 BACKBONES = ("resnet", "swin")
 ARCHITECTURES = ("maskformer", "per_pixel")
+TRANSFORMER_IN_FEATURES = ("res5", "pixel_embedding")
+
+
+# ---- checking config values --------------------------------------------------------------------
+class _Mismatch(Exception):
+    """A value does not fit an annotation (internal: check_types turns it into a ValueError)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _annotations(cls: type) -> dict[str, Any]:
+    # ``from __future__ import annotations`` stores annotations as strings; this evaluates them.
+    return typing.get_type_hints(cls)
+
+
+def _convert(value: Any, tp: Any) -> Any:
+    """``value`` as annotation ``tp`` wants it (1 -> 1.0 for float, a list -> a tuple), or _Mismatch."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arm in args:
+            try:
+                return _convert(value, arm)
+            except _Mismatch:
+                pass
+        raise _Mismatch
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:  # True is an int to Python, never to a config; 1e5 (a float in YAML) is 100000
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, (str, os.PathLike)):  # a pathlib.Path for a directory field, from Python
+            return os.fspath(value)
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)):
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_convert(v, args[0]) for v in value)
+            if len(value) == len(args):
+                return tuple(_convert(v, a) for v, a in zip(value, args))
+    elif origin is dict:
+        if isinstance(value, dict):
+            key_type, value_type = args
+            return {_convert(_json_key(k, key_type), key_type): _convert(v, value_type) for k, v in value.items()}
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, (tp, dict)):  # a nested section: its own class checks a dict when it builds it
+            return value
+    else:
+        raise TypeError(f"check_types cannot check the annotation {tp!r}")
+    raise _Mismatch
+
+
+def _json_key(key: Any, key_type: Any) -> Any:
+    """JSON object keys are strings: ``{"0": "wall"}`` in a config.json is the ``dict[int, str]`` ``{0: "wall"}``."""
+    if key_type is int and isinstance(key, str) and key.lstrip("-").isdigit():
+        return int(key)
+    return key
+
+
+def _describe(tp: Any) -> str:
+    """An annotation in a config writer's words: ``int | None`` -> "int or null"."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return "anything"
+    if tp is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if tp is bool:
+        return "bool (true or false)"
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} {_describe(args[0])}" if len(set(args)) == 1 else f"a list {list(args)}"
+    if origin is dict:
+        return f"a mapping of {_describe(args[0])} to {_describe(args[1])}"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping of {tp.__name__} fields"
+    return tp.__name__
+
+
+def _name(section: str, name: str) -> str:
+    return f"{section}.{name}" if section else name
+
+
+def check_types(config: Any, values: dict[str, Any], section: str) -> dict[str, Any]:
+    """``values`` (field name -> value) checked against the annotations of the dataclass ``config`` (a class
+    or an instance), returned converted: ints for float fields become floats, lists for tuple fields
+    tuples, string keys of ``dict[int, ...]`` ints (as JSON writes them), integral floats for int fields
+    ints (``1e5``). ``section`` prefixes field names in messages (``"solver"`` -> ``solver.lr``; ``""``: none).
+
+    Raises ``ValueError`` with a one-line message: ``unknown solver fields ['lr_x']; known: [...]``, or
+    ``solver.batch_size='abc': expected int``. Bools are not ints, and strings are not numbers.
+    """
+    cls = config if isinstance(config, type) else type(config)
+    hints = _annotations(cls)
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {section or 'top-level'} fields {unknown}; known: {known}")
+    checked = {}
+    for name, value in values.items():
+        try:
+            checked[name] = _convert(value, hints[name])
+        except _Mismatch:
+            expected = _describe(hints[name])
+            hint = (" (quote it to keep it text)" if "str" in expected.split(" or ")
+                    and isinstance(value, (bool, numbers.Number)) else "")
+            raise ValueError(f"{_name(section, name)}={value!r}: expected {expected}{hint}") from None
+    return checked
+
+
+def check_values(config: Any, section: str, rules: list[tuple[str, bool, str]]) -> None:
+    """Raise ``ValueError`` for the first failed rule ``(field, ok, what is allowed)``:
+    ``("lr", lr > 0, "must be > 0")`` -> ``solver.lr=0.0: must be > 0``. NaN fails every comparison."""
+    for name, ok, allowed in rules:
+        if not ok:
+            raise ValueError(f"{_name(section, name)}={getattr(config, name)!r}: {allowed}")
+
+
+def check_fields(config: Any, section: str) -> None:
+    """Type-check and convert a dataclass's own fields in place (for ``__post_init__``)."""
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    for name, value in check_types(config, values, section).items():
+        setattr(config, name, value)
 
 
 @dataclass
@@ -74,21 +220,56 @@ class MaskFormerConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (e.g. which checkpoint this came from)
 
     def __post_init__(self):
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"MaskFormerConfig.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        if self.transformer_in_feature not in ("res5", "pixel_embedding"):
-            raise ValueError(f"MaskFormerConfig.transformer_in_feature must be 'res5' or 'pixel_embedding', "
-                             f"got {self.transformer_in_feature!r}")
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"MaskFormerConfig.backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        if self.hidden_dim % self.num_heads:
-            raise ValueError(f"hidden_dim={self.hidden_dim} is not divisible by num_heads={self.num_heads}")
-        if self.fpn_dim % 32:
-            raise ValueError(f"fpn_dim={self.fpn_dim} must be a multiple of 32 (GroupNorm uses 32 groups)")
-        if self.id2label is not None:
-            self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
-        for name in ("resnet_depths", "resnet_channels", "swin_depths", "swin_num_heads", "pixel_mean", "pixel_std"):
-            setattr(self, name, tuple(getattr(self, name)))
+        check_fields(self, "model")
+        check_values(self, "model", [
+            ("num_classes", self.num_classes >= 1, "must be >= 1"),
+            ("architecture", self.architecture in ARCHITECTURES, f"must be one of {ARCHITECTURES}"),
+            ("backbone", self.backbone in BACKBONES, f"must be one of {BACKBONES}"),
+        ])
+        if self.backbone == "resnet":  # only the chosen backbone's fields are read
+            check_values(self, "model", [
+                ("resnet_depths", len(self.resnet_depths) == 4 and min(self.resnet_depths) >= 1,
+                 "must be 4 block counts >= 1 (res2..res5)"),
+                ("resnet_stem_channels", self.resnet_stem_channels >= 1, "must be >= 1"),
+                ("resnet_channels", len(self.resnet_channels) == 4 and min(self.resnet_channels) >= 1,
+                 "must be 4 widths >= 1 (res2..res5)"),
+            ])
+        else:
+            widths = tuple(self.swin_embed_dim * 2**i for i in range(4))
+            check_values(self, "model", [
+                ("swin_embed_dim", self.swin_embed_dim >= 1, "must be >= 1"),
+                ("swin_depths", len(self.swin_depths) == 4 and min(self.swin_depths) >= 1,
+                 "must be 4 block counts >= 1 (one per stage)"),
+                ("swin_num_heads", len(self.swin_num_heads) == 4 and all(
+                    h >= 1 and w % h == 0 for w, h in zip(widths, self.swin_num_heads)),
+                 f"must be 4 head counts >= 1 that divide the stage widths {widths}"),
+                ("swin_window_size", self.swin_window_size >= 1, "must be >= 1"),
+                ("swin_patch_size", self.swin_patch_size >= 1, "must be >= 1"),
+                ("swin_mlp_ratio", self.swin_mlp_ratio > 0, "must be > 0"),
+                ("swin_drop_path_rate", 0 <= self.swin_drop_path_rate < 1, "must be in [0, 1)"),
+            ])
+        check_values(self, "model", [
+            ("fpn_dim", self.fpn_dim >= 32 and self.fpn_dim % 32 == 0,
+             "must be a positive multiple of 32 (GroupNorm uses 32 groups)"),
+            ("mask_dim", self.mask_dim >= 1, "must be >= 1"),
+            ("transformer_in_feature", self.transformer_in_feature in TRANSFORMER_IN_FEATURES,
+             f"must be one of {TRANSFORMER_IN_FEATURES}"),
+            ("hidden_dim", self.hidden_dim >= 1, "must be >= 1"),
+            ("num_queries", self.num_queries >= 1, "must be >= 1"),
+            ("num_heads", self.num_heads >= 1 and self.hidden_dim % self.num_heads == 0,
+             f"must be >= 1 and divide model.hidden_dim={self.hidden_dim}"),
+            ("dim_feedforward", self.dim_feedforward >= 1, "must be >= 1"),
+            ("dec_layers", self.dec_layers >= 1, "must be >= 1"),
+            ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
+            ("class_weight", self.class_weight >= 0, "must be >= 0"),
+            ("mask_weight", self.mask_weight >= 0, "must be >= 0"),
+            ("dice_weight", self.dice_weight >= 0, "must be >= 0"),
+            ("no_object_weight", self.no_object_weight >= 0, "must be >= 0"),
+            ("num_points", self.num_points is None or self.num_points >= 1, "must be >= 1, or null for full masks"),
+            ("oversample_ratio", self.oversample_ratio >= 1, "must be >= 1"),
+            ("importance_sample_ratio", 0 <= self.importance_sample_ratio <= 1, "must be in [0, 1]"),
+            ("pixel_std", min(self.pixel_std) > 0, "must be 3 values > 0"),
+        ])
 
     @property
     def backbone_channels(self) -> tuple[int, int, int, int]:
@@ -106,11 +287,12 @@ class MaskFormerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MaskFormerConfig":
+        """The config of :meth:`to_dict` (a checkpoint's ``config.json``), every field type-checked."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
-        if unknown:
+        if unknown:  # names the class: this is what a checkpoint's config.json holds
             raise ValueError(f"unknown MaskFormerConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
+        return cls(**check_types(cls, d, "model"))
 
     # ---- presets of the published models (paper Table 1 / orig ADE20K-150 configs) -----------------
     @classmethod

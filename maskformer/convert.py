@@ -1,7 +1,7 @@
 """Weights and configs from Hugging Face ``transformers`` MaskFormer checkpoints to ours.
 
 Works on plain state dicts and ``config.json`` dictionaries, so loading a published checkpoint never
-imports ``transformers``; :func:`from_transformers` is a convenience for a live HF model object.
+imports ``transformers``; :func:`maskformer.builders.from_transformers` is a convenience for a live HF model object.
 Both the current (v5) and the older (v4) Hugging Face parameter names are accepted.
 """
 
@@ -145,20 +145,6 @@ def hf_state_dict_to_ours(sd: dict[str, torch.Tensor], config: MaskFormerConfig)
         out["transformer.input_proj.weight"] = torch.eye(config.hidden_dim)[:, :, None, None]
         out["transformer.input_proj.bias"] = torch.zeros(config.hidden_dim)
     return out
-
-
-def from_transformers(hf_model) -> "MaskFormer":
-    """A :class:`~maskformer.MaskFormer` with the weights of a ``transformers.MaskFormerForInstanceSegmentation``.
-
-    The result is in eval mode when ``hf_model`` is. Hugging Face's decoder dropout defaults differ from
-    the original (see README), so our config keeps the original's 0.1 for training.
-    """
-    from .model import MaskFormer
-
-    config = hf_config_to_ours(hf_model.config.to_dict())
-    model = MaskFormer(config)
-    load_converted(model, hf_state_dict_to_ours(hf_model.state_dict(), config), source=type(hf_model).__name__)
-    return model.train(hf_model.training)
 
 
 def load_converted(model, state_dict: dict[str, torch.Tensor], source: str) -> None:

@@ -1,6 +1,6 @@
 """Semantic segmentation evaluation: single scale, and multi-scale + flip test-time augmentation.
 
-The protocol of the paper's ADE20K numbers (REFERENCE §5): every validation image is resized so
+The protocol of the paper's ADE20K numbers (paper §4, the original's ``INPUT.MIN_SIZE_TEST`` / ``TEST.AUG``): every validation image is resized so
 that its short side is 512 (long side at most 2048), padded to a multiple of 32, and the
 prediction, resized back to the original image size, is compared with the original labels
 (:class:`~maskformer.metrics.SemanticMetrics`: mIoU, pixel accuracy).

@@ -11,6 +11,11 @@ Masks are compared at the (padded) target resolution: the stride-4 predictions a
 bilinearly. ``num_masks`` is the batch's number of target segments, averaged over processes.
 The total is ``1 * loss_ce + 20 * loss_mask + 1 * loss_dice`` summed over layers
 (:meth:`MaskFormerLoss.total_loss`).
+
+Gradient accumulation: :meth:`MaskFormerLoss.normalisers` computes ``num_masks`` and the
+cross-entropy's class-weight total once over all micro-batches of an optimiser step; passed to
+every micro-batch's loss, each one is that micro-batch's share of the full batch's loss, so the
+micro-batch losses (and gradients) sum to exactly those of the full batch.
 """
 
 import re
@@ -212,6 +217,8 @@ class MaskFormerLoss(nn.Module):
             importance sampling, about 3x less training memory.
         oversample_ratio, importance_sample_ratio: the point sampling's candidates per point and
             share of uncertain points (Mask2Former: 3.0, 0.75).
+        num_queries: Q, the model's number of queries; only :meth:`normalisers` needs it (every
+            query enters the cross-entropy's divisor). ``from_config`` sets it.
     """
 
     def __init__(
@@ -223,6 +230,7 @@ class MaskFormerLoss(nn.Module):
         num_points: int | None = None,
         oversample_ratio: float = 3.0,
         importance_sample_ratio: float = 0.75,
+        num_queries: int | None = None,
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -234,6 +242,7 @@ class MaskFormerLoss(nn.Module):
         self.num_points = num_points
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
+        self.num_queries = num_queries
         class_weight = torch.ones(num_classes + 1)
         class_weight[-1] = eos_coef
         # Not persistent: a hyper-parameter, not a learned weight, so it stays out of checkpoints.
@@ -241,14 +250,16 @@ class MaskFormerLoss(nn.Module):
 
     @classmethod
     def from_config(cls, config) -> "MaskFormerLoss":
-        """The loss (and its matcher) a :class:`~maskformer.MaskFormerConfig` describes: weights, eos_coef, points."""
+        """The loss (and its matcher) a :class:`~maskformer.MaskFormerConfig` describes: weights, eos_coef,
+        points, number of queries."""
         matcher = HungarianMatcher(cost_class=config.class_weight, cost_mask=config.mask_weight,
                                    cost_dice=config.dice_weight, num_points=config.num_points)
         weights = {"loss_ce": config.class_weight, "loss_mask": config.mask_weight, "loss_dice": config.dice_weight}
         return cls(config.num_classes, matcher, weights, config.no_object_weight, config.num_points,
-                   config.oversample_ratio, config.importance_sample_ratio)
+                   config.oversample_ratio, config.importance_sample_ratio, config.num_queries)
 
-    def forward(self, outputs: Mapping, targets: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
+    def forward(self, outputs: Mapping, targets: Sequence[Mapping[str, Tensor]],
+                normalisers: Mapping[str, float] | None = None) -> dict[str, Tensor]:
         """Compute every loss term.
 
         Args:
@@ -256,6 +267,9 @@ class MaskFormerLoss(nn.Module):
                 optionally ``aux_outputs``, a list of such dicts for earlier decoder layers.
             targets: B dicts with ``labels`` int64 [N_b] and ``masks`` [N_b, H_b, W_b] (0/1, any
                 dtype; H_b, W_b usually the padded image size).
+            normalisers: the divisors ``num_masks`` and ``class_weight_total`` of the summed terms,
+                from :meth:`normalisers` over all micro-batches of the optimiser step; None takes
+                them from these targets alone (averaged over processes), right for a whole batch.
 
         Returns:
             ``loss_ce``, ``loss_mask``, ``loss_dice`` (scalars) for the last layer, and the same
@@ -263,8 +277,16 @@ class MaskFormerLoss(nn.Module):
         """
         layers = [outputs, *outputs.get("aux_outputs", [])]
         device = outputs["pred_logits"].device
+        num_queries = outputs["pred_logits"].shape[1]
         matches = self.matcher.match_layers(layers, targets)
-        num_masks, weight_total = self._normalisers(targets, outputs["pred_logits"].shape[1], device)
+        if normalisers is None:
+            num_masks, weight_total = self._normalisers(targets, num_queries, device)
+        else:
+            if self.num_queries is not None and num_queries != self.num_queries:
+                raise ValueError(f"maskformer/loss.py: the outputs have {num_queries} queries but the normalisers "
+                                 f"were computed for num_queries={self.num_queries}; build the loss with the "
+                                 f"model's config (MaskFormerLoss.from_config) or pass num_queries={num_queries}")
+            num_masks, weight_total = normalisers["num_masks"], normalisers["class_weight_total"]
         target_masks = _pad_and_stack([t["masks"] for t in targets], device)  # [N, H, W] bool
         offsets = [0]
         for t in targets:
@@ -289,9 +311,28 @@ class MaskFormerLoss(nn.Module):
                 losses["loss_dice" + suffix] = dice.sum() / num_masks
         return losses
 
-    def batch_losses(self, outputs: Mapping, batch: Mapping) -> dict[str, Tensor]:
-        """The losses of a collate batch (:mod:`maskformer.data.collate`): MaskFormer reads ``batch["targets"]``."""
-        return self(outputs, batch["targets"])
+    def batch_losses(self, outputs: Mapping, batch: Mapping,
+                     normalisers: Mapping[str, float] | None = None) -> dict[str, Tensor]:
+        """The losses of a collate batch (:mod:`maskformer.data.collate`): MaskFormer reads ``batch["targets"]``.
+        ``normalisers``: see :meth:`forward`."""
+        return self(outputs, batch["targets"], normalisers)
+
+    def normalisers(self, batches: Sequence[Mapping]) -> dict[str, float]:
+        """The divisors of one optimiser step: ``num_masks`` and ``class_weight_total`` per process.
+
+        Summed over ``batches`` (this process's collate batches of the step, its micro-batches),
+        then over processes and divided by the world size, as :meth:`forward` does for one batch.
+        Passed to every micro-batch's :meth:`batch_losses`, the micro-batch losses sum to the full
+        batch's loss; normalising each by its own counts instead weighs a segment of a micro-batch
+        with few segments more than one of a crowded micro-batch.
+        """
+        if self.num_queries is None:
+            raise ValueError("maskformer/loss.py: MaskFormerLoss.normalisers needs the number of queries (every "
+                             "query enters the cross-entropy's divisor); build the loss with "
+                             "MaskFormerLoss.from_config(config) or pass num_queries=config.num_queries")
+        targets = [t for batch in batches for t in batch["targets"]]
+        num_masks, weight_total = self._normalisers(targets, self.num_queries, self.class_weight.device)
+        return {"num_masks": num_masks, "class_weight_total": weight_total}
 
     def total_loss(self, losses: Mapping[str, Tensor]) -> Tensor:
         """The weighted sum of the terms; ``loss_mask_3`` takes the weight of ``loss_mask``."""
@@ -310,7 +351,7 @@ class MaskFormerLoss(nn.Module):
 
     def _normalisers(self, targets: Sequence[Mapping[str, Tensor]], num_queries: int,
                      device: torch.device) -> tuple[float, float]:
-        """(num_masks, class-weight total) per process, each averaged over all processes.
+        """(num_masks, class-weight total) per process of ``targets``, each averaged over all processes.
 
         The cross-entropy is a weighted mean: the sum over queries of ``w[target] * CE`` divided by
         the sum of ``w[target]``, which is 1 per matched query (``min(N_b, Q)`` per image) and
@@ -320,13 +361,9 @@ class MaskFormerLoss(nn.Module):
         process the two are the same.
         """
         matched = [min(len(t["labels"]), num_queries) for t in targets]
-        counts = torch.tensor([float(sum(len(t["labels"]) for t in targets)),
-                               sum(m + self.eos_coef * (num_queries - m) for m in matched)],
-                              dtype=torch.float64, device=device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(counts)
-            counts = counts / dist.get_world_size()
-        num_masks, weight_total = counts.tolist()
+        segments = float(sum(len(t["labels"]) for t in targets))
+        weights = sum(m + self.eos_coef * (num_queries - m) for m in matched)
+        num_masks, weight_total = mean_over_processes([segments, weights], device)
         return max(num_masks, 1.0), weight_total
 
     def _classification_loss(self, pred_logits: Tensor, targets: Sequence[Mapping[str, Tensor]], matches,
@@ -360,6 +397,22 @@ class MaskFormerLoss(nn.Module):
                 point_labels = point_sample(target_masks[idx], points)  # [M_l, P]
             per_layer.append((sigmoid_focal_loss(point_logits, point_labels), dice_loss(point_logits, point_labels)))
         return per_layer
+
+
+def mean_over_processes(values: Sequence[float], device: torch.device | None = None) -> list[float]:
+    """``values`` summed over all processes and divided by the world size; unchanged on one process.
+
+    One all_reduce for all of them, in float64 (counts of pixels stay exact). ``device``: where the
+    reduction runs; None picks the current GPU under nccl and the CPU otherwise.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return [float(v) for v in values]
+    if device is None:
+        nccl = dist.get_backend() == "nccl"
+        device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+    counts = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(counts)
+    return (counts / dist.get_world_size()).tolist()
 
 
 def _pad_and_stack(masks: Sequence[Tensor], device: torch.device) -> Tensor:

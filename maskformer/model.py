@@ -7,32 +7,16 @@ query embedding) with every per-pixel embedding of the pixel decoder.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .backbone import build_backbone, load_timm_weights
 from .config import MaskFormerConfig
+from .outputs import MaskFormerOutput
+from .pretrained import PretrainedMixin
 from .pixel_decoder import PixelDecoder
 from .transformer_decoder import TransformerDecoder
-
-
-class MaskFormerOutput(dict):
-    """A dict whose keys are also attributes: ``out["pred_logits"] is out.pred_logits``.
-
-    Keys: ``pred_logits [B, Q, K+1]``, ``pred_masks [B, Q, ceil(H/4), ceil(W/4)]`` and ``aux_outputs``, a
-    list with one ``{"pred_logits", "pred_masks"}`` per earlier decoder layer (first layer first).
-    The per-pixel baseline (:class:`maskformer.baseline.PerPixelBaseline`) returns only
-    ``semantic_logits [B, K, ceil(H/4), ceil(W/4)]``.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"MaskFormerOutput has no field {name!r}; fields: {list(self)}") from None
 
 
 class MLP(nn.Module):
@@ -75,49 +59,21 @@ def mask_logits(mask_embed: torch.Tensor, conv: nn.Conv2d, x: torch.Tensor, fold
     return torch.cat(out).contiguous()  # [B, M, h, w]
 
 
-class PretrainedMixin:
-    """``num_parameters``, ``from_pretrained`` and ``save_pretrained``, shared by :class:`MaskFormer`
-    and :class:`~maskformer.baseline.PerPixelBaseline`; disk and Hub I/O lives in :mod:`maskformer.hub`."""
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs):
-        """Load our own checkpoint directory, a Hugging Face MaskFormer directory, or a Hub id.
-
-        See :func:`maskformer.hub.from_pretrained` for the details and the keyword arguments. The
-        checkpoint must hold this class's architecture.
-        """
-        from .hub import from_pretrained
-
-        model = from_pretrained(name_or_path, **kwargs)
-        if not isinstance(model, cls):
-            raise ValueError(f"{name_or_path} holds a {type(model).__name__} (architecture "
-                             f"{model.config.architecture!r}), not a {cls.__name__}; load it with "
-                             f"{type(model).__name__}.from_pretrained or maskformer.hub.from_pretrained")
-        return model
-
-    def save_pretrained(self, directory: str) -> None:
-        """Write ``config.json`` and ``model.safetensors`` to ``directory`` (see :mod:`maskformer.hub`)."""
-        from .hub import save_pretrained
-
-        save_pretrained(self, directory)
-
-
 class MaskFormer(PretrainedMixin, nn.Module):
     """The whole model.
 
     ``MaskFormer(config)(images)`` with ``images [B, 3, H, W]`` (ImageNet-normalised) returns a
     :class:`MaskFormerOutput` with ``pred_logits [B, Q, K+1]`` (class K is "no object"),
     ``pred_masks [B, Q, ceil(H/4), ceil(W/4)]`` (mask logits on the stride-4 grid) and ``aux_outputs``
-    (one dict per earlier decoder layer when ``config.deep_supervision``, else an empty list).
+    (one dict per earlier decoder layer in training mode when ``config.deep_supervision``, else an
+    empty list; see :meth:`forward`'s ``return_aux``).
 
     Args:
         config: the architecture; see :class:`MaskFormerConfig` and its presets.
         pretrained_backbone: initialise the backbone from timm's ImageNet weights (needs internet).
     """
+
+    architecture = "maskformer"
 
     def __init__(self, config: MaskFormerConfig, pretrained_backbone: bool = False):
         super().__init__()
@@ -138,13 +94,18 @@ class MaskFormer(PretrainedMixin, nn.Module):
         # weights NHWC saves a reorder per conv per call. Loading and saving are unaffected.
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, images: torch.Tensor, return_aux: bool = True) -> MaskFormerOutput:
+    def forward(self, images: torch.Tensor, return_aux: bool | None = None) -> MaskFormerOutput:
         """images ``[B, 3, H, W]`` -> :class:`MaskFormerOutput`.
 
-        ``return_aux=False`` skips the earlier layers' predictions (``aux_outputs == []``): inference
-        needs only the last layer, and with 100 masks instead of 600 the mask head can be folded into
-        the pixel decoder's last conv (see :func:`mask_logits`).
+        ``return_aux``: whether to predict with the earlier decoder layers too (``aux_outputs``, for
+        deep supervision). None, the default, does so in training mode only; an eval-mode forward
+        returns ``aux_outputs == []``. Inference needs only the last layer, and with 100 masks
+        instead of 600 the mask head can be folded into the pixel decoder's last conv (see
+        :func:`mask_logits`). True or False forces either, e.g. True to look at the earlier
+        layers of a model in eval mode.
         """
+        if return_aux is None:
+            return_aux = self.training
         B = images.shape[0]  # images: [B, 3, H, W]
         features = self.backbone(images)  # [res2, res3, res4, res5]
         p2 = self.pixel_decoder.fpn(features)[-1]  # [B, fpn_dim, H/4, W/4]
@@ -167,26 +128,3 @@ class MaskFormer(PretrainedMixin, nn.Module):
         masks = masks.view(B, L, Q, *masks.shape[-2:]).transpose(0, 1)  # [L, B, Q, H/4, W/4]
         aux = [{"pred_logits": logits[i], "pred_masks": masks[i]} for i in range(L - 1)]
         return MaskFormerOutput(pred_logits=logits[-1], pred_masks=masks[-1], aux_outputs=aux)
-
-
-def build_model(config: MaskFormerConfig, pretrained_backbone: bool = False) -> nn.Module:
-    """The model ``config.architecture`` names: :class:`MaskFormer` ("maskformer") or
-    :class:`~maskformer.baseline.PerPixelBaseline` ("per_pixel")."""
-    if config.architecture == "per_pixel":
-        from .baseline import PerPixelBaseline  # baseline.py imports this module
-
-        return PerPixelBaseline(config, pretrained_backbone)
-    return MaskFormer(config, pretrained_backbone)
-
-
-def build_criterion(config: MaskFormerConfig) -> nn.Module:
-    """The training loss of ``config.architecture``: :class:`~maskformer.MaskFormerLoss` or
-    :class:`~maskformer.baseline.PerPixelLoss`. Both have ``batch_losses(outputs, batch)`` and
-    ``total_loss(losses)``, so a training loop needs nothing else."""
-    if config.architecture == "per_pixel":
-        from .baseline import PerPixelLoss
-
-        return PerPixelLoss.from_config(config)
-    from .loss import MaskFormerLoss
-
-    return MaskFormerLoss.from_config(config)

@@ -1,5 +1,6 @@
 """The original optimiser and schedule: AdamW with per-parameter groups, warm-up + poly decay, and
-full-model gradient clipping (REFERENCE §5).
+full-model gradient clipping (the original's ``SOLVER.*`` keys and ``build_optimizer`` in facebookresearch/MaskFormer's
+``train_net.py``).
 
 What the original configs do (detectron2's ``build_optimizer`` as MaskFormer's ``train_net.py`` sets it up):
 

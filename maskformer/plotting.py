@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_metrics", "plot_training_curves"]
+__all__ = ["read_metrics", "plot_training_curves", "smooth"]
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -24,12 +25,30 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     return records
 
 
-def _smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
-    """Exponential moving average with bias correction (TensorBoard's smoothing)."""
-    out, avg = [], 0.0
-    for i, v in enumerate(values, 1):
-        avg = weight * avg + (1 - weight) * v
-        out.append(avg / (1 - weight**i))
+def smooth(values: Sequence[float], window: int | None = None) -> list[float]:
+    """A centred moving average, in log space (the loss axis is logarithmic).
+
+    Each point averages the ``window`` points around it (shrinking at the ends), so the curve
+    follows the data instead of trailing it: an exponential moving average, even bias-corrected,
+    lags behind a falling loss and sits above every point. ``window`` defaults to about a tenth of
+    the points (odd, at least 1). Non-positive values are averaged as they are.
+    """
+    n = len(values)
+    if n == 0:
+        return []
+    if window is None:
+        window = max(1, n // 10) | 1
+    half = window // 2
+    positive = all(v > 0 for v in values)
+    xs = [math.log(v) for v in values] if positive else list(values)
+    prefix = [0.0]
+    for x in xs:
+        prefix.append(prefix[-1] + x)
+    out = []
+    for i in range(n):
+        lo, hi = max(0, i - half), min(n, i + half + 1)
+        mean = (prefix[hi] - prefix[lo]) / (hi - lo)
+        out.append(math.exp(mean) if positive else mean)
     return out
 
 
@@ -62,14 +81,14 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathL
         steps = [r["step"] for r in train]
         loss = [r.get("loss_avg", r.get("loss")) for r in train]
         ax_loss.plot(steps, loss, color="tab:blue", alpha=0.3, lw=1, label="logged")
-        ax_loss.plot(steps, _smooth(loss), color="tab:blue", lw=2, label="smoothed")
+        ax_loss.plot(steps, smooth(loss), color="tab:blue", lw=2, label="centred average")
         ax_loss.set_yscale("log")
         ax_loss.legend()
     ax_loss.set(xlabel="step", ylabel="training loss", title="loss")
     if evals:
-        ax_iou.plot([r["step"] for r in evals], [r["mIoU"] for r in evals], "o-", color="tab:green")
-        ax_iou.set_ylim(0, 1)
-    ax_iou.set(xlabel="step", ylabel="mIoU", title="validation mIoU")
+        ax_iou.plot([r["step"] for r in evals], [100 * r["mIoU"] for r in evals], "o-", color="tab:green")
+        ax_iou.set_ylim(0, 100)
+    ax_iou.set(xlabel="step", ylabel="mIoU (%)", title="validation mIoU")
     for ax in axes:
         ax.grid(alpha=0.3)
     if title:
@@ -77,5 +96,5 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathL
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=90)
+        fig.savefig(path, dpi=100)
     return fig

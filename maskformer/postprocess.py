@@ -1,4 +1,5 @@
-"""From mask-classification outputs to semantic, instance and panoptic results (REFERENCE §3).
+"""From mask-classification outputs to semantic, instance and panoptic results (paper §3.4; the original's
+``mask_former_model.py`` and Mask2Former's instance inference).
 
 The model predicts Q (class, mask) pairs per image: `pred_logits` `[B, Q, K+1]` (the last class
 is "no object") and `pred_masks` `[B, Q, h, w]`, mask logits at stride 4 of the *padded* batch.

@@ -2,9 +2,15 @@
 
 A :class:`TrainConfig` is plain data. It is written as YAML files in ``configs/`` that mirror the
 authors' detectron2 configs one to one (``configs/ade20k-150/maskformer_swin_tiny_bs16_160k.yaml`` ...),
-including their ``_BASE_`` inheritance, but with this repository's field names. Every solver and
-data default below is the original ADE20K-150 value (REFERENCE §5); the key it comes from is in
-the comment ("orig: SOLVER.BASE_LR").
+including their ``_BASE_`` inheritance, but with this repository's field names. Every solver default
+and every ADE20K data default below is the original ADE20K-150 value (REFERENCE §5); the key it comes
+from is in the comment ("orig: SOLVER.BASE_LR").
+
+Each config checks its fields when it is built, from YAML or from Python: types against the
+annotations (:func:`maskformer.config.check_types`) and values against what can run
+(:func:`maskformer.config.check_values`). A problem raises a one-line ``ValueError`` that names the
+field, the value and what is allowed: ``solver.batch_size='abc': expected int``,
+``solver.lr=0.0: must be > 0``.
 
 >>> cfg = load_config("configs/ade20k-150/maskformer_R50_bs16_160k.yaml", ["solver.max_iters=1000"])
 >>> cfg.solver.lr, cfg.solver.backbone_multiplier, cfg.model.backbone
@@ -17,21 +23,25 @@ import dataclasses
 import functools
 import re
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import MaskFormerConfig
+from .config import MaskFormerConfig, check_fields, check_types, check_values
+from .data.build import DATASET_NAMES  # the one dataset registry, shared with the trainer and evaluate
 
-__all__ = ["DataConfig", "SolverConfig", "TrainConfig", "load_config", "CONFIG_DIR", "find_config"]
+__all__ = ["DataConfig", "SolverConfig", "TrainConfig", "load_config", "CONFIG_DIR", "find_config", "DATASET_NAMES",
+           "PRECISIONS"]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 MODEL_PRESETS = ("resnet50", "resnet101", "swin_tiny", "swin_small", "swin_base", "swin_large", "tiny")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "ade20k"  # "ade20k" or "shapes" (built-in, synthetic, no download)
+    dataset: str = "ade20k"  # one of DATASET_NAMES
     root: str | None = None  # ADE20K: the ADEChallengeData2016 folder; None -> the Hub (scene_parse_150)
     # training augmentation (orig INPUT.*): short edge from crop_size x 0.5..2.0, random crop, SSD jitter, flip
     crop_size: int = 512  # orig: INPUT.CROP.SIZE
@@ -50,6 +60,59 @@ class DataConfig:
     num_train: int = 2000
     num_val: int = 100
     num_workers: int = 4  # orig: DATALOADER.NUM_WORKERS
+    # "folder" and "hf": your own data (label maps: pixel = class id 0..K-1, ignore_index = unlabelled)
+    images: str | None = None  # folder: the directory of training images
+    labels: str | None = None  # folder: the directory of same-named label PNGs
+    classes: str | None = None  # a text file with one class name per line, or a comma-separated list
+    reduce_labels: bool = False  # labels where 0 is "unlabelled" and classes start at 1 (ADE20K's convention)
+    val_images: str | None = None  # folder: validation images; None -> hold out val_fraction of `images`
+    val_labels: str | None = None  # folder: their label PNGs (given with val_images)
+    val_fraction: float = 0.1  # folder without val_*: this fraction of the images, chosen with the seed, held out
+    hf_name: str | None = None  # hf: a Hub dataset name, or a local directory saved with `datasets.save_to_disk`
+    hf_train_split: str = "train"
+    hf_val_split: str | None = "validation"  # None -> hold out val_fraction of the training split
+    image_column: str = "image"
+    label_column: str = "annotation"
+    ignore_index: int = 255  # the "unlabelled" label value (label PNGs are 8-bit: 0..255)
+
+    def __post_init__(self):
+        check_fields(self, "data")
+        check_values(self, "data", [
+            ("dataset", self.dataset in DATASET_NAMES, f"must be one of {DATASET_NAMES}"),
+            ("crop_size", self.crop_size >= 1, "must be >= 1"),
+            ("max_size", self.max_size >= 1, "must be >= 1"),
+            ("single_category_max_area", 0 < self.single_category_max_area <= 1, "must be in (0, 1]"),
+            ("test_short_edge", self.test_short_edge >= 1, "must be >= 1"),
+            ("test_max_size", self.test_max_size >= 1, "must be >= 1"),
+            ("test_aug_short_edges", len(self.test_aug_short_edges) >= 1 and min(self.test_aug_short_edges) >= 1,
+             "must be one or more sizes >= 1"),
+            ("test_aug_max_size", self.test_aug_max_size >= 1, "must be >= 1"),
+            ("image_size", self.image_size >= 16, "must be >= 16 (Shapes draws shapes a few pixels wide)"),
+            ("num_classes", self.num_classes >= 2, "must be >= 2 (Shapes: background and at least one shape)"),
+            ("num_train", self.num_train >= 1, "must be >= 1"),
+            ("num_val", self.num_val >= 1, "must be >= 1"),
+            ("num_workers", self.num_workers >= 0, "must be >= 0 (0 loads in the main process)"),
+            ("val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)"),
+            ("ignore_index", 0 <= self.ignore_index <= 255, "must be in 0..255 (label PNGs are 8-bit)"),
+        ])
+        if self.dataset == "folder":
+            missing = [f"data.{name}" for name in ("images", "labels", "classes") if getattr(self, name) is None]
+            check_values(self, "data", [
+                ("dataset", not missing, f"needs data.images, data.labels and data.classes (--images/--labels/"
+                                         f"--classes); missing {', '.join(missing)}"),
+                ("val_images", (self.val_images is None) == (self.val_labels is None),
+                 f"comes with data.val_labels (both or neither), got data.val_labels={self.val_labels!r}"),
+            ])
+        if self.dataset == "hf":
+            check_values(self, "data", [
+                ("hf_name", self.hf_name is not None,
+                 "must name the dataset for data.dataset='hf' (a Hub name or a saved directory)"),
+            ])
+        owners = {"images": "folder", "labels": "folder", "val_images": "folder", "val_labels": "folder",
+                  "hf_name": "hf"}
+        check_values(self, "data", [(name, getattr(self, name) is None or self.dataset == owner,
+                                     f"is only read with data.dataset={owner}, not {self.dataset!r}")
+                                    for name, owner in owners.items()])
 
 
 @dataclass
@@ -66,7 +129,31 @@ class SolverConfig:
     poly_power: float = 0.9  # orig: SOLVER.POLY_LR_POWER
     clip_grad_norm: float | None = 0.01  # orig: SOLVER.CLIP_GRADIENTS (full_model, CLIP_VALUE 0.01)
     grad_accum_steps: int = 1  # micro-batches per optimiser step (same result, less memory)
-    precision: str = "auto"  # "fp32", "bf16" (autocast), or "auto": bf16 on CUDA, fp32 on CPU
+    # One of PRECISIONS: "fp32"; "bf16" (autocast); "auto": bf16 on CUDA, fp32 on CPU. The original trained in
+    # fp32: SOLVER.AMP.ENABLED is False in detectron2's defaults and no MaskFormer config turns it on.
+    precision: str = "auto"
+
+    def __post_init__(self):
+        check_fields(self, "solver")
+        check_values(self, "solver", [
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("grad_accum_steps", self.grad_accum_steps >= 1, "must be >= 1"),
+            ("batch_size", self.grad_accum_steps < 1 or self.batch_size % self.grad_accum_steps == 0,
+             f"must be divisible by solver.grad_accum_steps={self.grad_accum_steps} (images per micro-batch = "
+             f"batch_size / grad_accum_steps)"),
+            ("max_iters", self.max_iters >= 1, "must be >= 1"),
+            ("lr", self.lr > 0, "must be > 0"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("weight_decay_norm", self.weight_decay_norm >= 0, "must be >= 0"),
+            ("weight_decay_embed", self.weight_decay_embed >= 0, "must be >= 0"),
+            ("backbone_multiplier", self.backbone_multiplier >= 0, "must be >= 0 (0 freezes the backbone's updates)"),
+            ("warmup_iters", self.warmup_iters >= 0, "must be >= 0"),
+            ("warmup_factor", 0 < self.warmup_factor <= 1, "must be in (0, 1] (the first step's fraction of lr)"),
+            ("poly_power", self.poly_power >= 0, "must be >= 0"),
+            ("clip_grad_norm", self.clip_grad_norm is None or self.clip_grad_norm > 0,
+             "must be > 0, or null for no clipping"),
+            ("precision", self.precision in PRECISIONS, f"must be one of {PRECISIONS}"),
+        ])
 
 
 @dataclass
@@ -77,24 +164,29 @@ class TrainConfig:
     pretrained_backbone: bool = True  # ImageNet weights from timm (orig: MODEL.WEIGHTS, R-50.pkl / swin_*.pkl)
     output_dir: str = "output"
     eval_period: int = 5000  # orig: TEST.EVAL_PERIOD; 0 = only at the end
-    checkpoint_period: int = 5000  # orig: SOLVER.CHECKPOINT_PERIOD
+    checkpoint_period: int = 5000  # orig: SOLVER.CHECKPOINT_PERIOD; 0 = only at the end
     keep_checkpoints: int = 2  # older periodic checkpoints are deleted
     log_period: int = 20  # iterations between lines in metrics.jsonl (and printed lines without a bar)
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    tensorboard: bool = False  # also write TensorBoard event files to output_dir/tensorboard (needs tensorboard)
 
     def __post_init__(self):
+        check_fields(self, "")
         if isinstance(self.model, dict):
             self.model = _model_config(self.model)
         if isinstance(self.data, dict):
             self.data = _build(DataConfig, self.data, "data")
-        self.data.test_aug_short_edges = tuple(self.data.test_aug_short_edges)
         if isinstance(self.solver, dict):
             self.solver = _build(SolverConfig, self.solver, "solver")
-        if self.solver.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"solver.precision must be 'auto', 'fp32' or 'bf16', got {self.solver.precision!r}")
-        if self.data.dataset not in ("ade20k", "shapes"):
-            raise ValueError(f"data.dataset must be 'ade20k' or 'shapes', got {self.data.dataset!r}")
+        check_values(self, "", [
+            ("output_dir", self.output_dir != "", "must be a directory name"),
+            ("eval_period", self.eval_period >= 0, "must be >= 0 (0 = evaluate only at the end)"),
+            ("checkpoint_period", self.checkpoint_period >= 0, "must be >= 0 (0 = save only at the end)"),
+            ("keep_checkpoints", self.keep_checkpoints >= 1, "must be >= 1"),
+            ("log_period", self.log_period >= 1, "must be >= 1"),
+            ("device", _is_device(self.device), "must be 'auto' or a torch device such as 'cpu', 'cuda', 'cuda:1'"),
+        ])
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -103,15 +195,24 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        return _build(cls, d, "config")
+        return _build(cls, d, "")
 
 
-def _build(cls, d: dict[str, Any], where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"unknown {where} fields {unknown}; known: {sorted(known)}")
-    return cls(**d)
+def _is_device(name: str) -> bool:
+    import torch
+
+    if name == "auto":
+        return True
+    try:
+        torch.device(name)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _build(cls, d: dict[str, Any], section: str):
+    """``cls`` from a dict; unknown names and wrong types raise a ValueError naming ``section.field``."""
+    return cls(**check_types(cls, d, section))
 
 
 def _model_config(d: dict[str, Any]) -> MaskFormerConfig:
@@ -119,11 +220,11 @@ def _model_config(d: dict[str, Any]) -> MaskFormerConfig:
     d = dict(d)
     preset = d.pop("preset", None)
     if preset is None:
-        return MaskFormerConfig.from_dict(d)
+        return MaskFormerConfig(**check_types(MaskFormerConfig, d, "model"))
     if preset not in MODEL_PRESETS:
-        raise ValueError(f"model.preset {preset!r} is not one of {MODEL_PRESETS}")
+        raise ValueError(f"model.preset={preset!r}: must be one of {MODEL_PRESETS}")
     base = getattr(MaskFormerConfig, preset)()
-    return dataclasses.replace(base, **d)
+    return dataclasses.replace(base, **check_types(MaskFormerConfig, d, "model"))
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -209,10 +310,25 @@ def find_config(name: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"no config {str(name)!r}: not a file, and not one of the shipped configs {shipped}")
 
 
-def load_config(name: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config (a path or a shipped name, see :func:`find_config`), apply ``key=value`` overrides."""
+def set_values(d: dict, values: Mapping[str, Any]) -> dict:
+    """``{"data.root": "on"}`` -> ``d`` with those entries set to the values as they are (no YAML parsing)."""
+    d = _merge({}, d)
+    for key, value in values.items():
+        *sections, name = key.split(".")
+        node = d
+        for s in sections:
+            node = node.setdefault(s, {})
+        node[name] = value
+    return d
+
+
+def load_config(name: str | os.PathLike, overrides: list[str] | None = None,
+                values: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML config (a path or a shipped name, see :func:`find_config`), apply ``key=value`` overrides
+    (YAML values, as on the command line), then ``values`` (typed values, e.g. from command-line flags),
+    and check the result once."""
     path = find_config(name)
-    d = apply_overrides(_read_yaml(path), overrides or [])
+    d = set_values(apply_overrides(_read_yaml(path), overrides or []), values or {})
     try:
         return TrainConfig.from_dict(d)
     except (TypeError, ValueError) as err:

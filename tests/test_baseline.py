@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from maskformer import MaskFormer, MaskFormerConfig, MaskFormerLoss
 from maskformer.baseline import PerPixelBaseline, PerPixelLoss
+from maskformer.builders import build_criterion, build_model
 from maskformer.data import Shapes, collate
-from maskformer.model import build_criterion, build_model
 
 
 def tiny_config(num_classes=5, **kw):
@@ -76,6 +76,21 @@ def test_all_ignore_gives_zero_and_finite_gradients():
     assert loss.item() == 0.0
     loss.backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() == 0
+
+
+def test_normalisers_count_the_labelled_pixels_of_the_step():
+    criterion = PerPixelLoss(5)
+    first, second = random_labels((2, 8, 8), 5, seed=0), random_labels((1, 8, 8), 5, seed=1, ignore_fraction=0.6)
+    step = [{"semantic": first}, {"semantic": second}]
+    normalisers = criterion.normalisers(step)
+    assert normalisers == {"num_pixels": float((first != 255).sum() + (second != 255).sum())}
+    assert criterion.normalisers([{"semantic": torch.full((1, 4, 4), 255)}]) == {"num_pixels": 1.0}  # clamped
+    # with them, the micro-batches' losses sum to the mean over the whole step's labelled pixels
+    logits = torch.randn(3, 5, 2, 2)
+    parts = [criterion.batch_losses({"semantic_logits": logits[:2]}, step[0], normalisers),
+             criterion({"semantic_logits": logits[2:]}, second, normalisers)]
+    whole = criterion({"semantic_logits": logits}, torch.cat([first, second]))
+    torch.testing.assert_close(parts[0]["loss_sem_seg"] + parts[1]["loss_sem_seg"], whole["loss_sem_seg"])
 
 
 def test_training_steps_reduce_the_loss():
@@ -147,5 +162,5 @@ def test_checkpoint_round_trip(tmp_path):
         with torch.no_grad():
             torch.testing.assert_close(loaded(images).semantic_logits, model(images).semantic_logits)
     assert model.num_parameters == loaded.num_parameters
-    with pytest.raises(ValueError, match="holds a PerPixelBaseline"):
+    with pytest.raises(ValueError, match="per_pixel"):  # names the architecture the checkpoint holds
         MaskFormer.from_pretrained(tmp_path)

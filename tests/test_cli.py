@@ -26,7 +26,7 @@ def test_demo_from_checkpoint_dir(tmp_path):
 def test_bad_image_and_checkpoint_messages(tmp_path):
     with pytest.raises(SystemExit, match="cannot read image"):
         main(["--preset", "tiny", "--image", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "x.png")])
-    with pytest.raises(SystemExit, match="not a checkpoint directory"):
+    with pytest.raises(SystemExit, match="missing does not exist"):
         main(["--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")])
 
 

@@ -68,14 +68,31 @@ def test_hub_id_offline_says_what_to_do(monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("Name or service not known")
 
+    import maskformer.pretrained
+
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    with pytest.raises(RuntimeError, match="huggingface-cli download facebook/maskformer-swin-tiny-ade") as info:
+    monkeypatch.setattr(maskformer.pretrained, "hub_endpoint_reachable", lambda: True)  # the download itself fails
+    with pytest.raises(RuntimeError, match="could not get 'facebook/maskformer-swin-tiny-ade'") as info:
         MaskFormer.from_pretrained("facebook/maskformer-swin-tiny-ade")
-    assert "offline" in str(info.value)
+    assert "hf download facebook/maskformer-swin-tiny-ade --local-dir DIR" in str(info.value)
+
+
+def test_unreachable_hub_fails_at_once(monkeypatch):
+    """No retries when the Hub cannot be reached at all: the cache is tried, then one message."""
+    import time
+
+    import maskformer.pretrained
+
+    monkeypatch.setattr(maskformer.pretrained, "hub_endpoint_reachable", lambda: False)
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="cannot reach the Hugging Face Hub") as info:
+        MaskFormer.from_pretrained("someone/not-in-the-cache")
+    assert time.perf_counter() - start < 10
+    assert "hf download someone/not-in-the-cache --local-dir DIR" in str(info.value)
 
 
 def test_bad_paths_and_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a checkpoint directory"):
+    with pytest.raises(FileNotFoundError, match="dir does not exist: pass a checkpoint directory"):
         MaskFormer.from_pretrained(tmp_path / "missing" / "dir")
     (tmp_path / "config.json").write_text(json.dumps({"format": "maskformer", **MaskFormerConfig.tiny().to_dict()}))
     with pytest.raises(FileNotFoundError, match="no weights in"):

@@ -209,6 +209,40 @@ def test_num_masks_normalisation():
     torch.testing.assert_close(losses["loss_dice"], torch.cat(per_mask).sum() / 9)
 
 
+def test_normalisers_count_the_whole_step():
+    """num_masks: the segments of all micro-batches; class_weight_total: 1 per matched query
+    (min(N_b, Q) per image) and eos_coef per other query."""
+    criterion = MaskFormerLoss(NUM_CLASSES, num_queries=4)
+    step = [{"targets": random_targets(counts=(3, 5))}, {"targets": random_targets(counts=(0,), seed=2)}]
+    normalisers = criterion.normalisers(step)
+    assert normalisers["num_masks"] == 8.0
+    # matched min(N_b, 4) = 3, 4, 0 and unmatched 1, 0, 4 queries
+    assert normalisers["class_weight_total"] == pytest.approx(3 + 4 + 0.1 * (1 + 4))
+    assert criterion.normalisers([{"targets": random_targets(counts=(0, 0))}])["num_masks"] == 1.0  # clamped
+
+
+def test_given_normalisers_divide_the_summed_terms():
+    outputs, targets = random_outputs(num_aux=2), random_targets()
+    criterion = MaskFormerLoss(NUM_CLASSES, num_queries=outputs["pred_logits"].shape[1])
+    own = criterion(outputs, targets)
+    normalisers = criterion.normalisers([{"targets": targets}])
+    given = criterion(outputs, targets, normalisers)
+    doubled = criterion.batch_losses(outputs, {"targets": targets}, {k: 2 * v for k, v in normalisers.items()})
+    assert own.keys() == given.keys() == doubled.keys()
+    for name in own:
+        torch.testing.assert_close(given[name], own[name], rtol=1e-6, atol=0, msg=name)
+        torch.testing.assert_close(doubled[name], own[name] / 2, rtol=1e-6, atol=0, msg=name)
+
+
+def test_normalisers_need_the_number_of_queries():
+    with pytest.raises(ValueError, match="num_queries"):
+        MaskFormerLoss(NUM_CLASSES).normalisers([{"targets": random_targets()}])
+    criterion = MaskFormerLoss(NUM_CLASSES, num_queries=5)
+    normalisers = criterion.normalisers([{"targets": random_targets()}])
+    with pytest.raises(ValueError, match="12 queries"):  # the class-weight total assumed 5
+        criterion(random_outputs(queries=12), random_targets(), normalisers)
+
+
 def test_total_loss_applies_weights_to_every_layer():
     outputs, targets = random_outputs(num_aux=5), random_targets()
     criterion = MaskFormerLoss(NUM_CLASSES, weight_dict={"loss_ce": 2.0, "loss_mask": 5.0, "loss_dice": 5.0})
@@ -298,5 +332,6 @@ def test_from_config_reads_the_config():
     loss_fn = MaskFormerLoss.from_config(cfg)
     assert loss_fn.weight_dict == {"loss_ce": 2.0, "loss_mask": 5.0, "loss_dice": 5.0}
     assert loss_fn.eos_coef == 0.2 and loss_fn.num_points == 64 and loss_fn.matcher.num_points == 64
+    assert loss_fn.num_queries == cfg.num_queries
     assert (loss_fn.matcher.cost_class, loss_fn.matcher.cost_mask, loss_fn.matcher.cost_dice) == (2.0, 5.0, 5.0)
     assert loss_fn.class_weight[-1].item() == pytest.approx(0.2)

@@ -23,11 +23,30 @@ def test_output_shapes_and_access(model, height, width):
     assert out.pred_logits.shape == (2, cfg.num_queries, cfg.num_classes + 1)
     assert out.pred_masks.shape == (2, cfg.num_queries, -(-height // 4), -(-width // 4))
     assert out["pred_logits"] is out.pred_logits and out["pred_masks"] is out.pred_masks
+    assert out.aux_outputs == []  # eval mode: the last layer only
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, height, width), return_aux=True)
     assert len(out.aux_outputs) == cfg.dec_layers - 1
     for aux in out.aux_outputs:
         assert aux["pred_logits"].shape == out.pred_logits.shape and aux["pred_masks"].shape == out.pred_masks.shape
     with pytest.raises(AttributeError, match="no field"):
         out.loss
+
+
+def test_aux_outputs_follow_training_mode_unless_forced(model):
+    """return_aux=None (the default): aux outputs in training mode (deep supervision), none in eval mode."""
+    images = torch.randn(1, 3, 64, 64)
+    layers = model.config.dec_layers
+    try:
+        with torch.no_grad():
+            model.train()
+            assert len(model(images).aux_outputs) == layers - 1
+            assert model(images, return_aux=False).aux_outputs == []
+            model.eval()
+            assert model(images).aux_outputs == []
+            assert len(model(images, return_aux=True).aux_outputs) == layers - 1
+    finally:
+        model.eval()  # the fixture is shared by the module's tests
 
 
 def test_batched_equals_one_by_one(model):
@@ -47,7 +66,8 @@ def test_aux_output_equals_truncated_decoder(model):
     """
     images = torch.randn(1, 3, 64, 80)
     with torch.no_grad():
-        full = model(images)
+        full = model(images, return_aux=True)
+        assert len(full.aux_outputs) == model.config.dec_layers - 1
         for i, aux in enumerate(full.aux_outputs):
             cut = copy.deepcopy(model)
             cut.transformer.layers = cut.transformer.layers[: i + 1]
@@ -60,7 +80,7 @@ def test_aux_output_equals_truncated_decoder(model):
 def test_no_deep_supervision_returns_no_aux():
     m = MaskFormer(MaskFormerConfig.tiny(deep_supervision=False)).eval()
     with torch.no_grad():
-        out = m(torch.randn(1, 3, 64, 64))
+        out = m(torch.randn(1, 3, 64, 64), return_aux=True)
     assert out.aux_outputs == []
 
 
@@ -120,7 +140,7 @@ def test_folded_mask_head_equals_einsum(batch):
 def test_return_aux_false_keeps_final_prediction(model):
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        full, final = model(images), model(images, return_aux=False)
+        full, final = model(images, return_aux=True), model(images, return_aux=False)
     assert final.aux_outputs == []
     torch.testing.assert_close(final.pred_logits, full.pred_logits, rtol=0, atol=1e-6)
     torch.testing.assert_close(final.pred_masks, full.pred_masks, rtol=1e-5, atol=1e-5)

@@ -69,3 +69,14 @@ def test_numbers_in_exponent_form_are_numbers(tmp_path):
     cfg = load_config(f, ["solver.warmup_factor=1e-6"])
     assert (cfg.solver.lr, cfg.solver.weight_decay, cfg.solver.warmup_factor) == (3e-4, 1e-2, 1e-6)
     assert load_config(f, ["output_dir=1e-3x"]).output_dir == "1e-3x"  # not a number: stays text
+
+
+def test_configs_state_the_originals_precision():
+    """detectron2's SOLVER.AMP.ENABLED defaults to False and no MaskFormer ADE20K config sets it: the original
+    trained in fp32, and every shipped file says so next to the precision it uses (set or inherited)."""
+    for path in CONFIG_DIR.rglob("*.yaml"):
+        text = path.read_text()
+        assert "fp16" not in text and "AMP.ENABLED: true" not in text, path
+        assert "SOLVER.AMP.ENABLED False" in text, path
+    assert load_config("ade20k-150/maskformer_R50_bs16_160k").solver.precision == "auto"
+    assert load_config("shapes/per_pixel_tiny").solver.precision == "fp32"

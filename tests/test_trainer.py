@@ -9,7 +9,9 @@ from torchvision.transforms import v2
 
 from maskformer import MaskFormerConfig
 from maskformer.recipes import DataConfig, SolverConfig, TrainConfig
-from maskformer.trainer import NonFiniteLossError, StepBatchSampler, Trainer, atomic_save
+from maskformer.checkpoint import atomic_save
+from maskformer.data.stream import StepBatchSampler
+from maskformer.trainer import NonFiniteLossError, Trainer
 from synthetic import TwoSegments
 
 
@@ -101,7 +103,8 @@ def test_non_finite_loss_stops_with_the_step(tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step (\d+)") as err:
         t.train(evaluate=False)
     step = len(seen) + 1
-    assert f"at step {step}:" in str(err.value)
+    assert f"at step {step} (" in str(err.value)
+    assert "no checkpoint was written yet" in str(err.value)  # the run has not reached checkpoint_period
     assert "two-segments-5" in str(err.value)  # names the batch
     assert t.step == step - 1  # that step did not update the weights
     if step == 1:

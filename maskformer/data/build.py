@@ -1,4 +1,7 @@
-"""Datasets by name, for the command line, the trainer and evaluation: ``build_dataset("ade20k", "val")``.
+"""Datasets by name, the one registry the configs, the trainer and ``evaluate`` share.
+
+``build_dataset("ade20k", "val")`` builds one split; ``build_datasets(config.data, seed)`` builds a
+training config's training set (with its augmentation) and validation set.
 
 Every dataset returned here has ``class_names``, ``num_classes`` and ``palette`` (one RGB triple per
 class), and returns samples in the format of :mod:`maskformer.data.collate`.
@@ -6,6 +9,7 @@ class), and returns samples in the format of :mod:`maskformer.data.collate`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -14,8 +18,12 @@ from torch.utils.data import Dataset, Subset
 from .ade20k import ADE20K
 from .shapes import Shapes
 
-__all__ = ["build_dataset", "DATASETS"]
+__all__ = ["build_dataset", "build_datasets", "build_split", "DATASETS", "DATASET_NAMES"]
 
+# Every dataset a config can name (``data.dataset``), built by :func:`build_split`: "ade20k": ADE20K-150;
+# "shapes": built-in synthetic data; "folder": your images and label PNGs; "hf": a Hugging Face
+# ``datasets`` dataset (from the Hub, or saved to disk). The first two can also be built by name alone.
+DATASET_NAMES = ("ade20k", "shapes", "folder", "hf")
 DATASETS = ("shapes", "ade20k")
 SPLITS = {"train": "train", "training": "train", "val": "val", "validation": "val"}
 
@@ -95,3 +103,148 @@ def build_dataset(name: str, split: str, *, root: str | Path | None = None, tran
     else:
         dataset = ADE20K.from_hub("train" if split == "train" else "validation", transforms)
     return FirstSamples(dataset, num_samples) if num_samples is not None else dataset
+
+
+def build_datasets(data, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """The training set (with the recipe's augmentation) and the validation set (original size, no
+    transforms: :func:`maskformer.evaluation.evaluate_semantic` resizes it itself) that a
+    :class:`~maskformer.recipes.DataConfig` describes."""
+    return build_split(data, "train", seed), build_split(data, "val", seed)
+
+
+def train_augmentation(data) -> Callable:
+    """The training transforms of a DataConfig: Shapes flips only; real photos get the original recipe."""
+    from torchvision.transforms import v2
+
+    from .transforms import ColorJitterSSD, train_transforms
+
+    if data.dataset == "shapes":
+        return v2.RandomHorizontalFlip()
+    tf = train_transforms(data.crop_size, max_size=data.max_size, single_category_max_area=data.single_category_max_area)
+    if not data.color_aug_ssd:
+        tf = v2.Compose([t for t in tf.transforms if not isinstance(t, ColorJitterSSD)])
+    return tf
+
+
+def build_split(data, split: str, seed: int = 0, augment: bool | None = None) -> Dataset:
+    """One split of the dataset a DataConfig names: "train" with the training augmentation, "val" at
+    the original size (``augment`` overrides which)."""
+    augment = split == "train" if augment is None else augment
+    transforms = train_augmentation(data) if augment else None
+    if data.dataset == "shapes":
+        return build_dataset("shapes", split, transforms=transforms, image_size=data.image_size,
+                             num_classes=data.num_classes, seed=seed,
+                             num_samples=data.num_train if split == "train" else data.num_val)
+    if data.dataset == "folder":
+        return _folder_split(data, split, seed, transforms)
+    if data.dataset == "hf":
+        return _hf_split(data, split, seed, transforms)
+    return build_dataset(data.dataset, split, root=data.root, transforms=transforms)
+
+
+class ClassedSubset(Subset):
+    """Some samples of a dataset, keeping its ``class_names``, ``num_classes`` and ``palette``."""
+
+    class_names = FirstSamples.class_names
+    num_classes = FirstSamples.num_classes
+    palette = FirstSamples.palette
+
+
+def read_class_names(spec: str) -> list[str]:
+    """Class names from a text file (one per line; blank lines and ``#`` comments skipped) or a
+    comma-separated list (``"road,car,tree"``)."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"--classes {path}: cannot read the class-name file ({err})") from None
+        names = [line.split("#", 1)[0].strip() for line in lines]
+        names = [n for n in names if n]
+        if not names:
+            raise ValueError(f"--classes {path}: the file holds no class names; write one name per line")
+        return names
+    if "," in spec or not (path.suffix or os.sep in spec):
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+        if names:
+            return names
+    raise FileNotFoundError(f"--classes {spec}: no such file; pass a text file with one class name per line, "
+                            f"or the names separated by commas")
+
+
+def held_out(n: int, fraction: float, seed: int, what: str) -> tuple[list[int], list[int]]:
+    """(train indices, validation indices): ``fraction`` of ``range(n)`` (at least one) held out, chosen by ``seed``."""
+    import torch
+
+    if n < 2:
+        raise ValueError(f"{what} has {n} image(s): too few to hold out a validation split; add images, or pass a "
+                         f"separate validation set")
+    num_val = min(n - 1, max(1, round(n * fraction)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[num_val:]), sorted(order[:num_val])
+
+
+def _folder_split(data, split: str, seed: int, transforms: Callable | None) -> Dataset:
+    from .folder import SegmentationFolder
+
+    names = read_class_names(data.classes)
+    kw = dict(reduce_labels=data.reduce_labels, ignore_index=data.ignore_index)
+    if data.val_images is not None:
+        images, labels = (data.images, data.labels) if split == "train" else (data.val_images, data.val_labels)
+        return SegmentationFolder(images, labels, names, transforms, **kw)
+    dataset = SegmentationFolder(data.images, data.labels, names, transforms, **kw)
+    train, val = held_out(len(dataset), data.val_fraction, seed, f"--images {data.images}")
+    return ClassedSubset(dataset, train if split == "train" else val)
+
+
+def load_hf_dataset(name: str):
+    """A ``datasets`` dataset: a folder written by ``save_to_disk`` (offline), else a Hub name."""
+    import datasets
+
+    from ..pretrained import hub_endpoint_reachable, offline_hint
+
+    path = Path(name).expanduser()
+    if path.exists():
+        try:
+            return datasets.load_from_disk(str(path))
+        except Exception as err:  # not a save_to_disk folder
+            raise ValueError(f"--hf-name {path}: not a dataset written by datasets' save_to_disk "
+                             f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        raise FileNotFoundError(f"--hf-name {name}: no such folder; pass a folder written by datasets' "
+                                f"save_to_disk, or a Hub dataset name such as 'owner/name'")
+    if not hub_endpoint_reachable():
+        raise RuntimeError(f"--hf-name {name}: no such folder, and the Hugging Face Hub cannot be reached: "
+                           f"{offline_hint(name, 'dataset', 'dataset')}, or load it and save_to_disk(DIR)")
+    try:
+        return datasets.load_dataset(name)
+    except Exception as err:
+        raise RuntimeError(f"--hf-name {name}: could not load it from the Hugging Face Hub ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0]})") from None
+
+
+def _hf_split(data, split: str, seed: int, transforms: Callable | None) -> Dataset:
+    from .folder import HFSegmentationDataset
+
+    if data.classes is None:
+        raise ValueError("--dataset hf needs the class names: pass --classes FILE (one name per line) or "
+                         "data.classes=a,b,c")
+    names = read_class_names(data.classes)
+    loaded = load_hf_dataset(data.hf_name)
+    kw = dict(image_column=data.image_column, label_column=data.label_column, reduce_labels=data.reduce_labels,
+              ignore_index=data.ignore_index)
+    if hasattr(loaded, "keys"):  # a DatasetDict: named splits
+        available = list(loaded.keys())
+        if data.hf_train_split not in loaded:
+            raise ValueError(f"--hf-name {data.hf_name} has no split {data.hf_train_split!r} (data.hf_train_split); "
+                             f"it has {available}")
+        if data.hf_val_split is not None and data.hf_val_split in loaded:
+            rows = loaded[data.hf_train_split] if split == "train" else loaded[data.hf_val_split]
+            return HFSegmentationDataset(rows, names, transforms, **kw)
+        if data.hf_val_split is not None:
+            raise ValueError(f"--hf-name {data.hf_name} has no split {data.hf_val_split!r} (data.hf_val_split); it has "
+                             f"{available}: name one, or set data.hf_val_split=null to hold out data.val_fraction")
+        loaded = loaded[data.hf_train_split]
+    dataset = HFSegmentationDataset(loaded, names, transforms, **kw)
+    train, val = held_out(len(dataset), data.val_fraction, seed, f"--hf-name {data.hf_name}")
+    return ClassedSubset(dataset, train if split == "train" else val)
