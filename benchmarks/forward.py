@@ -2,8 +2,10 @@
 
     python benchmarks/forward.py                 # Swin-T and ResNet-50, 150 classes, 512x512, batch 1, eval
     python benchmarks/forward.py --repeats 25 --size 640
+    python benchmarks/forward.py --presets mask2former_swin_tiny mask2former_resnet50   # against HF's Mask2Former
 
-For each preset it builds a random ``transformers.MaskFormerForInstanceSegmentation``, copies its weights
+For each preset it builds a random ``transformers.MaskFormerForInstanceSegmentation`` (or
+``Mask2FormerForUniversalSegmentation`` for the ``mask2former_*`` presets), copies its weights
 into ours with ``maskformer.from_transformers``, checks that both give the same ``pred_logits`` /
 ``pred_masks``, and prints:
 
@@ -19,8 +21,9 @@ into ours with ``maskformer.from_transformers``, checks that both give the same 
 
 Both sides do the same work: Hugging Face's default forward returns only the last decoder layer's
 prediction, and so does ours in eval mode (``return_aux=False``); the ratio with ``return_aux=True``,
-which also computes the 5 earlier layers' predictions (what training needs for deep supervision), is
-printed too.
+which also computes the earlier layers' predictions (what training needs for deep supervision), is
+printed too. Hugging Face's Mask2Former computes every layer's full mask anyway (its masked attention
+needs them), ours only the masks it returns.
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-PRESETS = ("swin_tiny", "resnet50")
+PRESETS = ("swin_tiny", "resnet50", "mask2former_swin_tiny", "mask2former_resnet50")
 
 
 def build_hf(preset: str, num_labels: int = 150):
+    if preset.startswith("mask2former_"):
+        return build_hf_mask2former(preset, num_labels)
     from transformers import (DetrConfig, MaskFormerConfig, MaskFormerForInstanceSegmentation, MaskFormerSwinConfig,
                               ResNetConfig)
     from transformers.utils import logging
@@ -61,6 +66,32 @@ def build_hf(preset: str, num_labels: int = 150):
     with torch.no_grad():  # HF starts some tensors at constants; perturb them so every weight matters
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.01)
+    return model
+
+
+def build_hf_mask2former(preset: str, num_labels: int = 150):
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, ResNetConfig, SwinConfig
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    stages = ["stage1", "stage2", "stage3", "stage4"]
+    if preset == "mask2former_swin_tiny":
+        backbone = SwinConfig(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7,
+                              out_features=stages)
+    else:
+        backbone = ResNetConfig(embedding_size=64, hidden_sizes=[256, 512, 1024, 2048], depths=[3, 4, 6, 3],
+                                layer_type="bottleneck", out_features=stages)
+    config = Mask2FormerConfig(backbone_config=backbone, num_labels=num_labels)  # HF's defaults: 9 + 1 layers, ...
+    torch.manual_seed(0)
+    model = Mask2FormerForUniversalSegmentation(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+        # Masked attention thresholds mask logits at 0. At random init they are small (|logit| < 2), so a float
+        # rounding difference of 1e-7 anywhere flips a pixel of some attention mask for about every other input,
+        # and the outputs then differ by ~1e-3 in both directions. Logits 10x larger, as confident as a trained
+        # model's, make that rare without changing the work done.
+        model.model.transformer_module.decoder.mask_predictor.mask_embedder.layers[-1].layers[0].weight.mul_(10)
     return model
 
 
@@ -121,9 +152,11 @@ def child_peak_memory(which: str, checkpoint: str, size: int) -> None:
 
         model, fn = MaskFormer.from_pretrained(checkpoint), run_ours
     else:
-        from transformers import MaskFormerForInstanceSegmentation
+        from transformers import Mask2FormerForUniversalSegmentation, MaskFormerForInstanceSegmentation
 
-        model, fn = MaskFormerForInstanceSegmentation.from_pretrained(checkpoint).eval(), run_hf
+        kind = json.loads((Path(checkpoint) / "config.json").read_text())["model_type"]
+        cls = Mask2FormerForUniversalSegmentation if kind == "mask2former" else MaskFormerForInstanceSegmentation
+        model, fn = cls.from_pretrained(checkpoint).eval(), run_hf
     x = torch.randn(1, 3, size, size)
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     before = _status()["VmRSS"]
@@ -142,7 +175,7 @@ def peak_memory(which: str, checkpoint: str, size: int) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS[:2]), choices=PRESETS)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--child", choices=["ours", "hf"], help=argparse.SUPPRESS)
@@ -183,8 +216,9 @@ def main() -> None:
             print(f"{name:>4}: {t[name] * 1e3:7.1f} ms  {gf:6.1f} GFLOP  {gf / t[name]:5.0f} GFLOP/s "
                   f"({gf / t[name] / ceiling:4.0%} of matmul)  peak memory "
                   + (f"{mem[name] / 2**20:6.0f} MiB" if mem[name] is not None else "n/a"))
+        num_aux = ours.config.dec_layers - 1 + ours.config.learnable_query_features
         print(f"time ratio ours/HF: {median_ratio(runs['ours'], runs['hf']):.2f}   "
-              f"(ours with the 5 aux predictions: {median_ratio(runs['ours+aux'], runs['hf']):.2f}; "
+              f"(ours with the {num_aux} aux predictions: {median_ratio(runs['ours+aux'], runs['hf']):.2f}; "
               f"medians of the {args.repeats} back-to-back pairs)")
         if mem["ours"] is not None:
             print(f"peak-memory ratio ours/HF: {mem['ours'] / mem['hf']:.2f}")

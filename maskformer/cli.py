@@ -11,7 +11,11 @@ arguments, a small MaskFormer on the built-in Shapes data in a few minutes on a 
 
 ``evaluate --checkpoint RUN/model`` prints mIoU, pixel accuracy and per-class IoU on the data and at
 the size the model was trained with (or ``--dataset``, ``--short-edge``, ``--multi-scale``, ``--flip``)
-and writes them to ``--out``.
+and writes them to ``--out``; ``--task panoptic`` prints COCO PQ / SQ / RQ (all, things, stuff, per
+class) and writes COCO-format predictions, ``--task instance`` COCO mask AP (pycocotools' COCOeval).
+
+``sweep BASE_CONFIG --grid KEY=V1,V2 --seeds N --output DIR`` trains every combination x seed and
+tabulates mean +- std mIoU (see :mod:`maskformer.sweep`).
 
 ``predict IMAGE... --checkpoint CKPT`` writes one PNG per photo with the segmentation blended over
 it (``--task semantic`` or ``panoptic``).
@@ -289,39 +293,53 @@ def train_main(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     from .data import DATASETS
+    from .data.build import TASKS
 
     p.add_argument("--checkpoint", required=True,
                    help="a directory written by save_pretrained (a run's model/), a Hugging Face MaskFormer "
                         "directory, or a Hub id")
+    p.add_argument("--task", choices=TASKS,
+                   help="semantic: mIoU; panoptic: COCO PQ (writes COCO-format PNGs + JSON); instance: COCO mask AP "
+                        "(pycocotools' COCOeval). Default: the task the model was trained for, else semantic")
     p.add_argument("--dataset", choices=DATASETS,
                    help="default: the data the model was trained on (recorded in its config: also your own "
                         "folder or datasets data), else ade20k")
     p.add_argument("--split", default="val", help="val (default) or train")
-    p.add_argument("--data-root", help="ADE20K: the ADEChallengeData2016 folder (default: scene_parse_150 from the Hub)")
+    p.add_argument("--data-root", help="ADE20K: the ADEChallengeData2016 folder (default: scene_parse_150 from the "
+                                       "Hub); COCO: the folder with val2017/, panoptic_val2017/ and annotations/")
     p.add_argument("--short-edge", type=int,
-                   help="test scale (default: the model's training evaluation size, else 512; 640 for the Swin-B/L "
-                        "640 models)")
+                   help="test scale (default: the model's training evaluation size, else 512, COCO 800; 640 for the "
+                        "Swin-B/L 640 models)")
     p.add_argument("--max-size", type=int,
-                   help="cap on the long side (default 4 x --short-edge; 7 x with --multi-scale, as the original)")
+                   help="cap on the long side (default 4 x --short-edge, COCO 1333; 7 x with --multi-scale, as the "
+                        "original)")
     p.add_argument("--multi-scale", action="store_true",
-                   help="average over short edges --short-edge x 0.5, 0.75, ..., 1.75 (512: 256..896)")
-    p.add_argument("--flip", action="store_true", help="also average over horizontally flipped images")
+                   help="semantic: average over short edges --short-edge x 0.5, 0.75, ..., 1.75 (512: 256..896)")
+    p.add_argument("--flip", action="store_true", help="semantic: also average over horizontally flipped images")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers that decode images")
     p.add_argument("--device", help="e.g. cuda or cpu (default: cuda when available)")
-    p.add_argument("--out", default="results.json", help="results file: .json (everything) or .csv (per-class IoU)")
+    p.add_argument("--out", default="results.json",
+                   help="results file: .json (everything) or, for semantic, .csv (per-class IoU)")
+    p.add_argument("--predictions-dir",
+                   help="panoptic / instance: where the COCO-format predictions go (default: --out without .json)")
 
 
-def evaluation_data(args: argparse.Namespace, model):
+def evaluation_data(args: argparse.Namespace, model, task: str = "semantic"):
     """``(dataset, short_edge, max_size)`` of an ``evaluate`` command: the flags, else what the model was
-    trained with (so the score equals the one printed at the end of training), else ADE20K at 512."""
+    trained with (so the score equals the one printed at the end of training), else ADE20K at 512
+    (COCO at 800, long side 1333: orig ``INPUT.MIN_SIZE_TEST`` / ``INPUT.MAX_SIZE_TEST``)."""
+    import dataclasses
+
     from .data.build import build_dataset, build_split
     from .recipes import DataConfig
 
     record = training_record(model)
     if args.dataset is None and record is not None:
-        data = DataConfig(**record["data"])
+        known = {f.name for f in dataclasses.fields(DataConfig)}
+        data = DataConfig(**{k: v for k, v in record["data"].items() if k in known})
+        data.task = task
         if args.data_root is not None:
             data.root = args.data_root
         split = "val" if args.split in ("val", "validation") else "train"
@@ -329,8 +347,10 @@ def evaluation_data(args: argparse.Namespace, model):
         return dataset, args.short_edge or data.test_short_edge, args.max_size or (
             data.test_max_size if args.short_edge is None else None)
     name = args.dataset or "ade20k"
-    kw = {"num_classes": model.config.num_classes} if name == "shapes" else {}
+    kw = {"num_classes": model.config.num_classes, "task": task} if name == "shapes" else {}
     dataset = build_dataset(name, args.split, root=args.data_root, **kw)
+    if name.startswith("coco"):
+        return dataset, args.short_edge or 800, args.max_size or (1333 if args.short_edge is None else None)
     return dataset, args.short_edge or 512, args.max_size
 
 
@@ -341,19 +361,25 @@ def evaluate_main(args: argparse.Namespace) -> None:
         raise Fail("evaluate", f"--out {args.out}: use a .json file (all numbers) or a .csv file (per-class IoU)")
     check_writable(args.out, "evaluate", "--out")
     model = load_checkpoint(args.checkpoint, "evaluate")
+    record = training_record(model)
+    task = args.task or (record or {}).get("data", {}).get("task") or "semantic"
+    if task != "semantic" and Path(args.out).suffix.lower() != ".json":
+        raise Fail("evaluate", f"--out {args.out}: --task {task} writes its results to a .json file")
     num_classes = model.config.num_classes
     try:
-        dataset, short_edge, max_size = evaluation_data(args, model)
+        dataset, short_edge, max_size = evaluation_data(args, model, task)
     except USER_ERRORS as err:
         raise Fail("evaluate", err) from None
     if dataset.num_classes != num_classes:
         raise Fail("evaluate", f"{args.checkpoint} predicts {num_classes} classes but the dataset has "
                                f"{dataset.num_classes}; evaluate on the data the model was trained for")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if task != "semantic":
+        return _evaluate_coco_task(args, task, model, dataset, short_edge, max_size or 4 * short_edge, device, record)
     if args.multi_scale:
         short_edges, default_max = multi_scale_sizes(short_edge)
     else:
         short_edges, default_max = (short_edge,), 4 * short_edge
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         results = evaluate_semantic(model, dataset, short_edges=short_edges, max_size=max_size or default_max,
                                     flip=args.flip, batch_size=args.batch_size, device=device, limit=args.limit,
@@ -364,6 +390,37 @@ def evaluate_main(args: argparse.Namespace) -> None:
     print(format_results(results))
     path = write_results(results, args.out)
     print(f"wrote {path}")
+
+
+def _evaluate_coco_task(args, task, model, dataset, short_edge, max_size, device, record) -> None:
+    """``evaluate --task panoptic | instance``: COCO PQ or mask AP, with COCO-format predictions written."""
+    from .evaluation import evaluate_instance, evaluate_panoptic, format_instance_results, write_results
+    from .panoptic_eval import format_panoptic_results
+
+    if args.multi_scale or args.flip:
+        raise Fail("evaluate", f"--multi-scale and --flip apply to --task semantic only, not {task}")
+    predictions = Path(args.predictions_dir) if args.predictions_dir else Path(args.out).with_suffix("")
+    check_writable(predictions, "evaluate", "--predictions-dir", directory=True)
+    data = (record or {}).get("data", {})
+    kw = dict(short_edge=short_edge, max_size=max_size, batch_size=args.batch_size, device=device, limit=args.limit,
+              num_workers=args.workers, progress=sys.stderr.isatty())
+    try:
+        if task == "panoptic":
+            results = evaluate_panoptic(model, dataset, predictions, **kw,
+                                        object_threshold=data.get("object_mask_threshold", 0.8),
+                                        overlap_threshold=data.get("overlap_threshold", 0.8))
+            print(format_panoptic_results(results, results["class_names"]))
+            print(f"wrote the predictions in COCO panoptic format to {predictions}/predictions.json and "
+                  f"{predictions}/predictions/")
+        else:
+            results = evaluate_instance(model, dataset, predictions, **kw)
+            print(format_instance_results(results))
+            print(f"wrote the predictions in COCO results format to {predictions}/instances_predictions.json")
+    except ImportError as err:
+        raise Fail("evaluate", f"{err}; --task {task} needs pycocotools: pip install pycocotools") from None
+    except (*USER_ERRORS, KeyError) as err:
+        raise Fail("evaluate", err) from None
+    print(f"wrote {write_results(results, args.out)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -392,13 +449,76 @@ def predict_main(args: argparse.Namespace) -> None:
     record = training_record(model)
     short_edge = args.short_edge or (record["data"]["test_short_edge"] if record else 512)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    data = (record or {}).get("data", {})
+    # Stuff classes, merged into one segment each: Shapes' background; other data would need its categories.
+    stuff_ids = [0] if data.get("dataset") == "shapes" else []
     try:
         written = predict(model, args.images, args.out_dir, task=args.task, short_edge=short_edge,
-                          max_size=args.max_size or 4 * short_edge, alpha=args.alpha, device=device)
+                          max_size=args.max_size or 4 * short_edge, alpha=args.alpha, device=device,
+                          stuff_ids=stuff_ids, object_threshold=data.get("object_mask_threshold", 0.8),
+                          overlap_threshold=data.get("overlap_threshold", 0.8))
     except USER_ERRORS as err:
         raise Fail("predict", err) from None
     for path in written:
         print(f"wrote {path}")
+    if args.task == "panoptic":
+        print(f"wrote the COCO panoptic format beside them: {Path(args.out_dir) / 'panoptic.json'} and "
+              f"<image>_panoptic_ids.png")
+
+
+# ----------------------------------------------------------------------------------------------
+# sweep
+# ----------------------------------------------------------------------------------------------
+
+
+def _add_sweep_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                   help="a field and its values, e.g. model.num_queries=7,20,50 (repeat for more fields; "
+                        "KEY1+KEY2=... sets several fields to each value; config=NAME1,NAME2 varies BASE_CONFIG)")
+    p.add_argument("--seeds", type=int, help="seeds 0..N-1 for every combination (default 1)")
+    p.add_argument("--output", help="the sweep's directory: runs/, results.csv, summary.md, mIoU.png")
+    p.add_argument("--jobs", type=int, help="trainings at once, in separate processes (default 1)")
+    p.add_argument("--threads", type=int, help="intra-op threads in all, split between the jobs "
+                                               "(default: torch's, the number of cores)")
+
+
+def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="BASE_CONFIG", help="a YAML file or a shipped config, as train --config")
+    _add_sweep_options(p)
+    # Everything after BASE_CONFIG, options and KEY=VALUE in any order, is read again by sweep_main.
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="KEY=VALUE",
+                   help="fields of every run, e.g. solver.max_iters=500")
+
+
+def sweep_main(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``python -m maskformer sweep BASE_CONFIG --grid KEY=V1,V2 --seeds N --output DIR [KEY=VALUE ...]``."""
+    from .sweep import parse_grid, run_sweep
+
+    later = argparse.ArgumentParser(prog="python -m maskformer sweep", add_help=False)
+    _add_sweep_options(later)
+    later.add_argument("opts", nargs="*")
+    try:
+        rest = later.parse_intermixed_args(args.rest)
+    except SystemExit:
+        raise Fail("sweep", f"cannot read {' '.join(args.rest)}; see python -m maskformer sweep --help") from None
+    options = {name: getattr(rest, name) if getattr(rest, name) is not None else getattr(args, name)
+               for name in ("seeds", "output", "jobs", "threads")}
+    bad = [o for o in rest.opts if "=" not in o or o.startswith("-")]
+    if bad:
+        raise Fail("sweep", f"{' '.join(bad)}: run fields must look like KEY=VALUE, e.g. solver.max_iters=500")
+    if options["output"] is None:
+        raise Fail("sweep", "--output DIR is required: the folder for the runs, results.csv and summary.md")
+    check_writable(options["output"], "sweep", "--output", directory=True)
+    try:
+        grid = parse_grid([*(args.grid or []), *(rest.grid or [])])
+        return run_sweep(args.config, grid, options["seeds"] or 1, options["output"], rest.opts,
+                         jobs=options["jobs"] or 1, threads=options["threads"])
+    except KeyboardInterrupt:
+        print("sweep: interrupted; run the same command again to continue (finished runs are kept, "
+              "unfinished ones resume from their last checkpoint)", file=sys.stderr)
+        raise SystemExit(130) from None
+    except USER_ERRORS as err:
+        raise Fail("sweep", err) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -418,8 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
          add_train_arguments, train_main),
         ("demo", "run a model on one image and draw its masks (default)", add_demo_arguments, demo),
         ("predict", "segment photos and write one PNG each", add_predict_arguments, predict_main),
-        ("evaluate", "mIoU of a checkpoint on a dataset (single- or multi-scale)", add_evaluate_arguments,
+        ("evaluate", "mIoU, PQ or mask AP of a checkpoint on a dataset", add_evaluate_arguments,
          evaluate_main),
+        ("sweep", "train a grid of configs x seeds, tabulate mean +- std mIoU", add_sweep_arguments, sweep_main),
     ]
     for name, help_text, add_arguments, run in commands:
         command = sub.add_parser(name, help=help_text, description=help_text)

@@ -23,8 +23,12 @@ from typing import Any
 __all__ = ["MaskFormerConfig", "check_types", "check_values", "check_fields", "BACKBONES", "ARCHITECTURES"]
 
 BACKBONES = ("resnet", "swin")
-ARCHITECTURES = ("maskformer", "per_pixel")
+ARCHITECTURES = ("maskformer", "per_pixel", "per_pixel_plus")
+MATCHINGS = ("bipartite", "fixed")
+MASK_LOSSES = ("focal_dice", "bce_dice")
+PER_PIXEL_LOSSES = ("cross_entropy", "focal_dice")
 TRANSFORMER_IN_FEATURES = ("res5", "pixel_embedding")
+PIXEL_DECODERS = ("fpn", "msdeformattn")
 
 
 # ---- checking config values --------------------------------------------------------------------
@@ -168,6 +172,9 @@ class MaskFormerConfig:
 
     # "maskformer": mask classification (the paper). "per_pixel": the paper's PerPixelBaseline, the same
     # backbone and pixel decoder with a per-pixel softmax over K classes and cross-entropy (paper §4.1).
+    # "per_pixel_plus": PerPixelBaseline+ (paper Table 4; orig: SEM_SEG_HEAD.NAME PerPixelBaselinePlusHead), the
+    # per-pixel softmax over K maps made by MaskFormer's transformer decoder and mask-embedding MLP, one query per
+    # class (num_queries must equal num_classes) and no class head.
     architecture: str = "maskformer"
 
     # ---- backbone ------------------------------------------------------------------------------
@@ -212,6 +219,37 @@ class MaskFormerConfig:
     num_points: int | None = None  # Mask2Former's point-sampled loss (12544 there); None keeps the paper's full masks
     oversample_ratio: float = 3.0  # Mask2Former's default, used only with num_points
     importance_sample_ratio: float = 0.75  # Mask2Former's default, used only with num_points
+
+    # ---- ablation switches (paper Table 4) ------------------------------------------------------
+    # The number of queries, decoder layers, deep supervision and the transformer's input are the fields above
+    # (num_queries, dec_layers, deep_supervision, transformer_in_feature); these are the rest.
+    # How predictions meet targets: "bipartite", the Hungarian matching of paper §3.2; "fixed", query k always
+    # answers class k's mask (Table 4: 43.7 vs 44.2 mIoU on ADE20K R50), which needs num_queries == num_classes.
+    matching: str = "bipartite"
+    # MaskFormer's mask terms: "focal_dice" (paper §3.3: loss_mask is the focal loss) or "bce_dice" (loss_mask is
+    # binary cross-entropy, Mask2Former's choice; its weights there are class 2, mask 5, dice 5).
+    mask_loss: str = "focal_dice"
+    # The per-pixel baselines' loss: "cross_entropy" (paper §4.1) or "focal_dice", each class's map trained as a
+    # binary mask with MaskFormer's focal + dice terms and weights (paper §4.3: the gain is not the loss).
+    per_pixel_loss: str = "cross_entropy"
+    # Full-mask focal + dice computed by the fused kernel (one mask at a time, gradient by hand, far less memory)
+    # or, False, by the plain formulas on interpolated logits under autograd: equal numbers, the plain easier to read.
+    fused_mask_loss: bool = True
+
+    # ---- Mask2Former switches ---------------------------------------------------------------------
+    # Mask2Former (Cheng et al., CVPR 2022, arXiv 2112.01527; orig: facebookresearch/Mask2Former) changes MaskFormer
+    # in these steps. All are off by default, so the default model stays the paper's MaskFormer; each works alone,
+    # and the mask2former_* presets turn all of them on (with dec_layers 9, dropout 0, mask_loss "bce_dice",
+    # weights 2/5/5 and num_points 12544).
+    masked_attention: bool = False  # §3.2.1: cross-attention only inside the previous prediction's mask (sigmoid >= 0.5)
+    multi_scale_features: bool = False  # §3.2.1: decoder layers read the pixel decoder's 1/32, 1/16, 1/8 maps round robin
+    cross_attention_first: bool = False  # §3.2.2: cross-attention before self-attention in every decoder layer
+    learnable_query_features: bool = False  # §3.2.2: learned initial query features, supervised by a prediction before layer 1
+    enforce_input_projection: bool = False  # orig: MASK_FORMER.ENFORCE_INPUT_PROJ (multi-scale maps projected even at equal widths)
+    pixel_decoder: str = "fpn"  # "fpn" (MaskFormer) or "msdeformattn" (§4; orig: SEM_SEG_HEAD.PIXEL_DECODER_NAME)
+    pixel_decoder_layers: int = 6  # MSDeformAttn encoder layers (orig: SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS)
+    pixel_decoder_ffn_dim: int = 1024  # MSDeformAttn encoder FFN width (orig: 1024, fixed in msdeformattn.py)
+    pixel_decoder_points: int = 4  # sampling points per head and level (orig: 4, fixed in msdeformattn.py)
 
     # ---- input ---------------------------------------------------------------------------------
     pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet, images in [0, 1]
@@ -269,7 +307,25 @@ class MaskFormerConfig:
             ("oversample_ratio", self.oversample_ratio >= 1, "must be >= 1"),
             ("importance_sample_ratio", 0 <= self.importance_sample_ratio <= 1, "must be in [0, 1]"),
             ("pixel_std", min(self.pixel_std) > 0, "must be 3 values > 0"),
+            ("pixel_decoder", self.pixel_decoder in PIXEL_DECODERS, f"must be one of {PIXEL_DECODERS}"),
+            ("pixel_decoder_layers", self.pixel_decoder_layers >= 1, "must be >= 1"),
+            ("pixel_decoder_ffn_dim", self.pixel_decoder_ffn_dim >= 1, "must be >= 1"),
+            ("pixel_decoder_points", self.pixel_decoder_points >= 1, "must be >= 1"),
+            ("transformer_in_feature", not self.multi_scale_features or self.transformer_in_feature == "res5",
+             "must stay res5 with model.multi_scale_features=true (the decoder then reads the pixel decoder's maps)"),
+            ("matching", self.matching in MATCHINGS, f"must be one of {MATCHINGS}"),
+            ("mask_loss", self.mask_loss in MASK_LOSSES, f"must be one of {MASK_LOSSES}"),
+            ("per_pixel_loss", self.per_pixel_loss in PER_PIXEL_LOSSES, f"must be one of {PER_PIXEL_LOSSES}"),
         ])
+        one_query_per_class = ("model.architecture=per_pixel_plus" if self.architecture == "per_pixel_plus" else
+                               "model.matching=fixed" if self.matching == "fixed" and self.architecture == "maskformer"
+                               else None)
+        if one_query_per_class is not None:
+            check_values(self, "model", [
+                ("num_queries", self.num_queries == self.num_classes,
+                 f"must equal model.num_classes={self.num_classes} with {one_query_per_class} (query k is class k); "
+                 f"set model.num_queries={self.num_classes}"),
+            ])
 
     @property
     def backbone_channels(self) -> tuple[int, int, int, int]:
@@ -335,3 +391,42 @@ class MaskFormerConfig:
                      dec_layers=3)
         small.update(kw)
         return cls(**small)
+
+    # ---- Mask2Former presets (orig: Mask2Former's configs/ade20k/semantic-segmentation/*.yaml) -------------
+    @classmethod
+    def mask2former_resnet50(cls, num_classes: int = 150, **kw) -> "MaskFormerConfig":
+        return cls.resnet50(num_classes, **{**MASK2FORMER, **kw})
+
+    @classmethod
+    def mask2former_resnet101(cls, num_classes: int = 150, **kw) -> "MaskFormerConfig":
+        return cls.resnet101(num_classes, **{**MASK2FORMER, **kw})
+
+    @classmethod
+    def mask2former_swin_tiny(cls, num_classes: int = 150, **kw) -> "MaskFormerConfig":
+        return cls.swin_tiny(num_classes, **{**MASK2FORMER, **kw})
+
+    @classmethod
+    def mask2former_swin_small(cls, num_classes: int = 150, **kw) -> "MaskFormerConfig":
+        return cls.swin_small(num_classes, **{**MASK2FORMER, **kw})
+
+    @classmethod
+    def mask2former_swin_base(cls, num_classes: int = 150, **kw) -> "MaskFormerConfig":
+        # the ImageNet-22k, 384-pixel, window-12 Swin-B (maskformer2_swin_base_IN21k_384_bs16_160k_res640.yaml)
+        return cls.swin_base(num_classes, **{**MASK2FORMER, **kw})
+
+    @classmethod
+    def mask2former_swin_large(cls, num_classes: int = 150, **kw) -> "MaskFormerConfig":
+        return cls.swin_large(num_classes, **{**MASK2FORMER, **kw})
+
+
+# Every Mask2Former switch on, with Mask2Former's training settings (orig: configs/ade20k/semantic-segmentation/
+# Base-ADE20K-SemanticSegmentation.yaml and maskformer2_R50_bs16_160k.yaml).
+MASK2FORMER: dict[str, Any] = dict(
+    masked_attention=True, multi_scale_features=True, cross_attention_first=True, learnable_query_features=True,
+    pixel_decoder="msdeformattn",
+    dec_layers=9,  # orig: MASK_FORMER.DEC_LAYERS 10, which counts the prediction before the first layer
+    dropout=0.0,  # orig: MASK_FORMER.DROPOUT 0.0
+    class_weight=2.0, mask_weight=5.0, dice_weight=5.0,  # orig: MASK_FORMER.CLASS_WEIGHT / MASK_WEIGHT / DICE_WEIGHT
+    mask_loss="bce_dice",  # Mask2Former §3.3: binary cross-entropy + dice
+    num_points=12544,  # orig: MASK_FORMER.TRAIN_NUM_POINTS (112 x 112)
+)

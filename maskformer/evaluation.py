@@ -1,4 +1,6 @@
-"""Semantic segmentation evaluation: single scale, and multi-scale + flip test-time augmentation.
+"""Evaluation: semantic segmentation (single scale, and multi-scale + flip test-time augmentation), and
+panoptic (PQ) and instance (mask AP) segmentation as COCO computes them (:func:`evaluate_panoptic`,
+:func:`evaluate_instance`, at the end of this module).
 
 The protocol of the paper's ADE20K numbers (paper §4, the original's ``INPUT.MIN_SIZE_TEST`` / ``TEST.AUG``): every validation image is resized so
 that its short side is 512 (long side at most 2048), padded to a multiple of 32, and the
@@ -18,13 +20,16 @@ probabilities treats both models alike, and single-scale predictions are identic
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -37,7 +42,8 @@ from .postprocess import _masks_to_original, semantic_segmentation
 __all__ = [
     "ADE20K_TEST_SCALES", "ADE20K_TEST_MAX_SIZE", "ADE20K_640_TEST_SCALES", "ADE20K_640_TEST_MAX_SIZE",
     "multi_scale_sizes", "resize_shortest_edge", "pad_images", "semantic_probabilities", "tta_probabilities",
-    "evaluate_semantic", "write_results", "format_results",
+    "evaluate_semantic", "write_results", "format_results", "evaluate_panoptic", "evaluate_instance",
+    "panoptic_ground_truth", "format_instance_results",
 ]
 
 Size = tuple[int, int]
@@ -309,4 +315,278 @@ def format_results(results: Mapping[str, Any]) -> str:
     width = max([len("class")] + [len(name) for _, name, _, _ in rows])
     lines += ["", f"{'id':>4}  {'class':<{width}}  {'IoU':>6}"]
     lines += [f"{class_id:>4}  {name:<{width}}  {percent(iou):>6}" for class_id, name, iou, _ in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Panoptic and instance evaluation, as COCO computes it
+# ---------------------------------------------------------------------------------------------
+
+
+def _base(dataset: Dataset) -> Dataset:
+    """The dataset under any number of ``Subset`` wrappers (which keep the samples, not the attributes)."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset
+
+
+def _coco_categories(dataset: Dataset, num_classes: int) -> tuple[list[int], list[int], list[str]]:
+    """``(category id of each class, thing classes, names)``; COCO datasets keep their COCO ids, others 0..K-1."""
+    base = _base(dataset)
+    category = list(getattr(base, "contiguous_to_category", range(num_classes)))
+    things = getattr(base, "thing_ids", None)
+    if things is None:
+        raise ValueError(f"maskformer/evaluation.py: {type(base).__name__} does not say which classes are things "
+                         f"(thing_ids); panoptic and instance evaluation need a dataset with panoptic ground truth "
+                         f"(Shapes, COCOPanoptic, COCOInstances)")
+    names = list(getattr(base, "class_names", None) or [str(c) for c in range(num_classes)])
+    if len(category) != num_classes or len(names) != num_classes:
+        raise ValueError(f"maskformer/evaluation.py: the model predicts {num_classes} classes but the dataset "
+                         f"{type(base).__name__} has {len(names)}; evaluate a checkpoint trained on this dataset")
+    return category, list(things), names
+
+
+def panoptic_ground_truth(sample: Mapping[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """A sample's panoptic ground truth at the original size: ``[H0, W0]`` segment ids (0 = void) as numpy and its
+    ``segments_info`` (``id``, ``category_id`` = class, ``iscrowd``).
+
+    COCO samples carry ``original_instance`` and ``segments_info``; Shapes samples (built without transforms)
+    carry ``instance`` and ``id_to_class``, whose background (instance 0) becomes segment 1.
+    """
+    if "segments_info" in sample and "original_instance" in sample:
+        return sample["original_instance"].numpy(), [
+            {"id": s["id"], "category_id": s["category_id"], "iscrowd": s.get("iscrowd", 0)}
+            for s in sample["segments_info"]]
+    if "instance" in sample and "id_to_class" in sample:
+        ids = sample["instance"].numpy() + 1  # Shapes has no void: its background is segment 1
+        return ids, [{"id": i + 1, "category_id": c, "iscrowd": 0} for i, c in sample["id_to_class"].items()]
+    raise ValueError(f"maskformer/evaluation.py: sample {sample.get('name', '')!r} has no panoptic ground truth "
+                     f"(original_instance + segments_info, or instance + id_to_class); use COCOPanoptic, "
+                     f"COCOInstances or Shapes")
+
+
+def _model_outputs(model: nn.Module, dataset: Dataset, *, short_edge: int, max_size: int, batch_size: int,
+                   device: torch.device, limit: int | None, num_workers: int, progress: bool):
+    """Run ``model`` on ``dataset`` at one scale; yields ``(samples, outputs, image_sizes, padded_size)``."""
+    if progress:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
+    if limit is not None:
+        dataset = Subset(dataset, range(min(limit, len(dataset))))
+    if len(dataset) == 0:
+        raise ValueError("maskformer/evaluation.py: the dataset is empty (or limit=0); nothing to evaluate")
+    model.to(device)
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=list)
+    try:
+        with torch.inference_mode(), tqdm(total=len(dataset), desc="evaluate", unit="img", disable=not progress) as bar:
+            for samples in loader:
+                resized = [resize_shortest_edge(s["image"].to(device), short_edge, max_size) for s in samples]
+                batch = pad_images(resized)  # [B, 3, Hp, Wp]
+                outputs = model(batch, return_aux=False)
+                if "pred_logits" not in outputs:
+                    raise ValueError("maskformer/evaluation.py: panoptic and instance results need a mask-"
+                                     "classification model (MaskFormer); a per-pixel baseline gives semantic maps only")
+                outputs = {"pred_logits": outputs["pred_logits"].float(), "pred_masks": outputs["pred_masks"].float()}
+                yield samples, outputs, [tuple(x.shape[-2:]) for x in resized], tuple(batch.shape[-2:])
+                bar.update(len(samples))
+    finally:
+        model.train(was_training)
+
+
+def evaluate_panoptic(
+    model: nn.Module,
+    dataset: Dataset,
+    out_dir: str | Path,
+    *,
+    short_edge: int = 800,
+    max_size: int = 1333,
+    object_threshold: float = 0.8,
+    overlap_threshold: float = 0.8,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+    num_workers: int = 0,
+) -> dict[str, Any]:
+    """PQ, SQ and RQ of ``model`` on ``dataset`` by the COCO rules, with the predictions written in COCO format.
+
+    Every image is resized (short side ``short_edge``, long side at most ``max_size``; orig:
+    ``INPUT.MIN_SIZE_TEST`` 800 / ``INPUT.MAX_SIZE_TEST`` 1333 on COCO), run, and turned into segments by
+    :func:`~maskformer.postprocess.panoptic_segmentation` (``object_threshold``: orig
+    ``MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD``; stuff classes merged). ``out_dir`` receives
+
+    - ``predictions/NAME.png`` and ``predictions.json``: the predictions in the COCO panoptic format
+      (COCO category ids for COCO datasets, so the official ``panopticapi`` accepts them as they are);
+    - ``ground_truth/NAME.png`` and ``ground_truth.json``: the evaluated images' ground truth, written from
+      the samples (for COCO, the same segments as the original files).
+
+    and :func:`~maskformer.metrics.coco_panoptic_pq` compares the two. Returns its dict (``All``, ``Things``,
+    ``Stuff``, ``per_class`` keyed by category id) plus ``class_names`` (category id -> name), ``num_images``
+    and ``out_dir``.
+    """
+    from .panoptic_eval import coco_panoptic_pq, write_panoptic_json, write_panoptic_png
+    from .postprocess import panoptic_segmentation
+
+    out_dir = Path(out_dir)
+    device = torch.device(device) if device is not None else _device_of(model)
+    gt_annotations, pred_annotations, images = [], [], []
+    categories = None
+    for samples, outputs, sizes, padded in _model_outputs(
+            model, dataset, short_edge=short_edge, max_size=max_size, batch_size=batch_size, device=device,
+            limit=limit, num_workers=num_workers, progress=progress):
+        if categories is None:
+            category, things, names = _coco_categories(dataset, outputs["pred_logits"].shape[-1] - 1)
+            stuff = [c for c in range(len(category)) if c not in set(things)]
+            categories = [{"id": category[c], "name": names[c], "isthing": int(c in things)}
+                          for c in range(len(category))]
+        results = panoptic_segmentation(outputs, sizes, [tuple(s["original_semantic"].shape[-2:]) for s in samples],
+                                        object_threshold=object_threshold, overlap_threshold=overlap_threshold,
+                                        label_ids_to_fuse=stuff, padded_size=padded)
+        for sample, result in zip(samples, results):
+            image_id = sample.get("image_id", len(images))
+            file_name = f"{sample.get('name') or image_id}.png"
+            gt_ids, gt_segments = panoptic_ground_truth(sample)
+            write_panoptic_png(gt_ids, out_dir / "ground_truth" / file_name)
+            gt_annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": [
+                dict(s, category_id=category[s["category_id"]], area=int((gt_ids == s["id"]).sum()))
+                for s in gt_segments if (gt_ids == s["id"]).any()]})
+            write_panoptic_png(result["segmentation"].cpu().numpy(), out_dir / "predictions" / file_name)
+            pred_annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": [
+                {"id": s["id"], "category_id": category[s["label_id"]], "isthing": int(s["is_thing"]),
+                 "score": s["score"]} for s in result["segments_info"]]})
+            images.append({"id": image_id, "file_name": file_name, "height": gt_ids.shape[0], "width": gt_ids.shape[1]})
+    write_panoptic_json(out_dir / "ground_truth.json", gt_annotations, categories, images)
+    write_panoptic_json(out_dir / "predictions.json", pred_annotations, categories, images)
+    results = coco_panoptic_pq(out_dir / "ground_truth.json", out_dir / "predictions.json")
+    results.update(class_names={c["id"]: c["name"] for c in categories}, num_images=len(images), out_dir=str(out_dir))
+    return results
+
+
+AP_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval's first six statistics, in its order
+
+
+def _coco_api(images: list[dict], annotations: list[dict], categories: list[dict]):
+    """A pycocotools ``COCO`` object from in-memory ground truth."""
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = {"images": images, "annotations": annotations, "categories": categories}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _instance_ground_truth(dataset: Dataset, sample: Mapping[str, Any], category: Sequence[int],
+                           things: Sequence[int]) -> list[dict[str, Any]]:
+    """COCO annotations of one image: a COCO instance dataset's own (overlaps kept), else the thing segments."""
+    from pycocotools import mask as mask_utils
+
+    base = _base(dataset)
+    if hasattr(base, "annotations") and hasattr(base, "decode"):  # COCOInstances: the JSON's annotations
+        return [dict(a) for a in base.annotations[sample["image_id"]]]
+    ids, segments = panoptic_ground_truth(sample)
+    annotations = []
+    for s in segments:
+        if s["category_id"] not in things or not (ids == s["id"]).any():
+            continue
+        rle = mask_utils.encode(np.asfortranarray((ids == s["id"]).astype(np.uint8)))
+        annotations.append({"segmentation": rle, "area": float(mask_utils.area(rle)),
+                            "bbox": list(mask_utils.toBbox(rle)), "iscrowd": int(s["iscrowd"]),
+                            "category_id": category[s["category_id"]]})
+    return annotations
+
+
+def evaluate_instance(
+    model: nn.Module,
+    dataset: Dataset,
+    out_dir: str | Path | None = None,
+    *,
+    short_edge: int = 800,
+    max_size: int = 1333,
+    top_k: int | None = None,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+    num_workers: int = 0,
+) -> dict[str, Any]:
+    """COCO mask AP of ``model`` on ``dataset``, computed by pycocotools' ``COCOeval`` (``iouType="segm"``).
+
+    Instances come from :func:`~maskformer.postprocess.instance_segmentation` (the top ``top_k`` query-class
+    pairs, default the number of queries, as the original's ``TEST.DETECTIONS_PER_IMAGE`` = 100), thing classes
+    only. The ground truth is a COCO instance dataset's own annotations, or the thing segments of a panoptic
+    one (Shapes, COCOPanoptic). With ``out_dir``, ``instances_ground_truth.json`` and
+    ``instances_predictions.json`` (the COCO results format) are written there.
+
+    Returns ``AP``, ``AP50``, ``AP75``, ``APs``, ``APm``, ``APl`` (fractions; NaN where COCOeval has no
+    data, its -1), ``per_class`` (category id -> AP), ``class_names`` and ``num_images``.
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    from .postprocess import instance_segmentation
+
+    device = torch.device(device) if device is not None else _device_of(model)
+    images, annotations, detections = [], [], []
+    category = None
+    for samples, outputs, sizes, padded in _model_outputs(
+            model, dataset, short_edge=short_edge, max_size=max_size, batch_size=batch_size, device=device,
+            limit=limit, num_workers=num_workers, progress=progress):
+        if category is None:
+            category, things, names = _coco_categories(dataset, outputs["pred_logits"].shape[-1] - 1)
+        results = instance_segmentation(outputs, sizes, [tuple(s["original_semantic"].shape[-2:]) for s in samples],
+                                        top_k=top_k, padded_size=padded, return_rle=True)
+        for sample, result in zip(samples, results):
+            image_id = sample.get("image_id", len(images))
+            H0, W0 = sample["original_semantic"].shape[-2:]
+            images.append({"id": image_id, "file_name": f"{sample.get('name') or image_id}", "height": H0, "width": W0})
+            for a in _instance_ground_truth(dataset, sample, category, things):
+                annotations.append(dict(a, id=len(annotations) + 1, image_id=image_id))
+            for label, score, rle in zip(result["labels"].tolist(), result["scores"].tolist(), result["rle"]):
+                if label in things:
+                    detections.append({"image_id": image_id, "category_id": category[label], "segmentation": rle,
+                                       "score": float(score)})
+    thing_categories = [{"id": category[c], "name": names[c]} for c in things]
+    for a in annotations:  # JSON-ready RLE (pycocotools gives bytes)
+        if isinstance(a.get("segmentation"), dict) and isinstance(a["segmentation"].get("counts"), bytes):
+            a["segmentation"] = dict(a["segmentation"], counts=a["segmentation"]["counts"].decode("ascii"))
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "instances_ground_truth.json").write_text(json.dumps(
+            {"images": images, "annotations": annotations, "categories": thing_categories}, default=float))
+        (out_dir / "instances_predictions.json").write_text(json.dumps(detections))
+    results: dict[str, Any] = {"class_names": {category[c]: names[c] for c in things}, "num_images": len(images)}
+    if not detections:  # COCOeval cannot load an empty result list: nothing detected is AP 0
+        results.update({name: 0.0 for name in AP_NAMES}, per_class={category[c]: 0.0 for c in things})
+        return results
+    gt = _coco_api(images, annotations, thing_categories)
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = gt.loadRes(detections)
+        coco_eval = COCOeval(gt, dt, iouType="segm")
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    results.update({name: float(v) if v >= 0 else math.nan for name, v in zip(AP_NAMES, coco_eval.stats[:6])})
+    # per class: precision [IoU thresholds, recall points, classes, area ranges, max detections]; area "all", 100 dets
+    precision = coco_eval.eval["precision"][:, :, :, 0, -1]
+    results["per_class"] = {}
+    for k, category_id in enumerate(coco_eval.params.catIds):
+        p = precision[:, :, k]
+        results["per_class"][category_id] = float(p[p > -1].mean()) if (p > -1).any() else math.nan
+    return results
+
+
+def format_instance_results(results: Mapping[str, Any]) -> str:
+    """COCO mask AP in percent: the six summary numbers, then the AP of every class."""
+    percent = lambda v: "-" if v is None or math.isnan(v) else f"{100 * v:.2f}"  # noqa: E731
+    lines = ["  ".join(f"{name} {percent(results[name])}" for name in AP_NAMES)]
+    names = results.get("class_names", {})
+    per_class = results.get("per_class", {})
+    if per_class:
+        width = max([5] + [len(str(names.get(c, c))) for c in per_class])
+        lines += ["", f"{'id':>4}  {'class':<{width}}  {'AP':>6}"]
+        lines += [f"{c:>4}  {str(names.get(c, c)):<{width}}  {percent(v):>6}" for c, v in per_class.items()]
     return "\n".join(lines)

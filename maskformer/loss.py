@@ -12,6 +12,16 @@ bilinearly. ``num_masks`` is the batch's number of target segments, averaged ove
 The total is ``1 * loss_ce + 20 * loss_mask + 1 * loss_dice`` summed over layers
 (:meth:`MaskFormerLoss.total_loss`).
 
+A term is one function and one weight, as in the original's loss map (``SetCriterion.get_loss`` in
+``mask_former/modeling/criterion.py``): ``loss_ce`` is :meth:`MaskFormerLoss._classification_loss`, and
+each mask term names a per-mask function of :data:`MASK_TERMS` (``mask_terms={"loss_mask": "focal",
+"loss_dice": "dice"}``, or ``"bce"`` for Mask2Former's binary cross-entropy); ``weight_dict`` holds the
+weights. A new mask term is one function in :data:`MASK_TERMS` and one weight.
+
+Full-mask focal + dice has two implementations with the same numbers: the fused
+:func:`upsampled_mask_losses` (default: one mask at a time, gradient by hand, a fraction of the memory)
+and the plain formulas on ``interpolate``-d logits under autograd (``fused=False``), the one to read.
+
 Gradient accumulation: :meth:`MaskFormerLoss.normalisers` computes ``num_masks`` and the
 cross-entropy's class-weight total once over all micro-batches of an optimiser step; passed to
 every micro-batch's loss, each one is that micro-batch's share of the full batch's loss, so the
@@ -26,7 +36,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from maskformer.matcher import HungarianMatcher
+from maskformer.matcher import FixedMatcher, HungarianMatcher
 from maskformer.point_sampling import point_sample, uncertain_point_coords
 
 
@@ -50,6 +60,19 @@ def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gam
     return (alpha_t * (1 - p_t) ** gamma * bce).mean(-1)
 
 
+def sigmoid_bce_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Binary cross-entropy of each mask, averaged over its pixels (Mask2Former's mask term).
+
+    Args:
+        logits: [M, P] mask logits.
+        targets: [M, P] targets in [0, 1].
+
+    Returns:
+        [M] per-mask losses.
+    """
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(-1)
+
+
 def dice_loss(logits: Tensor, targets: Tensor) -> Tensor:
     """1 - soft Dice coefficient of each mask, with +1 smoothing so empty masks are defined.
 
@@ -63,6 +86,38 @@ def dice_loss(logits: Tensor, targets: Tensor) -> Tensor:
     prob = logits.sigmoid()
     intersection = (prob * targets).sum(-1)  # [M]
     return 1 - (2 * intersection + 1) / (prob.sum(-1) + targets.sum(-1) + 1)
+
+
+# The per-mask functions a mask term can name: (logits [M, P], targets [M, P]) -> [M].
+MASK_TERMS = {"focal": sigmoid_focal_loss, "bce": sigmoid_bce_loss, "dice": dice_loss}
+# config.mask_loss -> {loss term: function name}, the terms beside loss_ce.
+MASK_LOSSES = {"focal_dice": {"loss_mask": "focal", "loss_dice": "dice"},
+               "bce_dice": {"loss_mask": "bce", "loss_dice": "dice"}}
+
+
+def full_mask_losses(logits: Tensor, targets: Tensor, target_idx: Tensor, terms: Mapping[str, str],
+                     fused: bool = True) -> dict[str, Tensor]:
+    """Each term of ``terms`` for each prediction against its target, the logits upsampled to the targets' size.
+
+    Args:
+        logits: [M, h, w] low-resolution mask logits.
+        targets: [N, H, W] binary target masks (nonzero = inside).
+        target_idx: int64 [M], the target of each prediction.
+        terms: {loss name: function name in :data:`MASK_TERMS`}, e.g. ``{"loss_mask": "focal", "loss_dice": "dice"}``.
+        fused: use :func:`upsampled_mask_losses` when the terms are focal and dice; False (or other terms)
+            runs the plain formulas on ``F.interpolate``-d logits, which keeps every full-size tensor for backward.
+
+    Returns:
+        {loss name: [M] per-mask losses}.
+    """
+    if fused and sorted(terms.values()) == ["dice", "focal"]:
+        focal, dice = upsampled_mask_losses(logits, targets, target_idx)
+        return {name: focal if function == "focal" else dice for name, function in terms.items()}
+    upsampled = F.interpolate(logits.float()[:, None], size=targets.shape[-2:], mode="bilinear",
+                              align_corners=False)  # [M, 1, H, W]
+    flat_logits = upsampled.flatten(1)  # [M, H*W]
+    flat_targets = targets[target_idx].flatten(1).to(flat_logits.dtype)  # [M, H*W]
+    return {name: MASK_TERMS[function](flat_logits, flat_targets) for name, function in terms.items()}
 
 
 class _UpsampledMaskLosses(torch.autograd.Function):
@@ -219,6 +274,10 @@ class MaskFormerLoss(nn.Module):
             share of uncertain points (Mask2Former: 3.0, 0.75).
         num_queries: Q, the model's number of queries; only :meth:`normalisers` needs it (every
             query enters the cross-entropy's divisor). ``from_config`` sets it.
+        mask_terms: {loss name: function of :data:`MASK_TERMS`}; None gives the paper's
+            ``{"loss_mask": "focal", "loss_dice": "dice"}``. Each name needs a weight in ``weight_dict``.
+        fused: full-mask focal + dice by the fused :func:`upsampled_mask_losses` (True) or the plain
+            formulas (False); see :func:`full_mask_losses`.
     """
 
     def __init__(
@@ -231,6 +290,8 @@ class MaskFormerLoss(nn.Module):
         oversample_ratio: float = 3.0,
         importance_sample_ratio: float = 0.75,
         num_queries: int | None = None,
+        mask_terms: Mapping[str, str] | None = None,
+        fused: bool = True,
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -243,6 +304,15 @@ class MaskFormerLoss(nn.Module):
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
         self.num_queries = num_queries
+        self.mask_terms = dict(mask_terms if mask_terms is not None else MASK_LOSSES["focal_dice"])
+        unknown = sorted(set(self.mask_terms.values()) - set(MASK_TERMS))
+        if unknown:
+            raise ValueError(f"maskformer/loss.py: unknown mask loss functions {unknown}; known: {sorted(MASK_TERMS)}")
+        missing = sorted(name for name in ("loss_ce", *self.mask_terms) if name not in self.weight_dict)
+        if missing:
+            raise ValueError(f"maskformer/loss.py: no weight for loss terms {missing}: weight_dict has "
+                             f"{sorted(self.weight_dict)}")
+        self.fused = fused
         class_weight = torch.ones(num_classes + 1)
         class_weight[-1] = eos_coef
         # Not persistent: a hyper-parameter, not a learned weight, so it stays out of checkpoints.
@@ -251,12 +321,18 @@ class MaskFormerLoss(nn.Module):
     @classmethod
     def from_config(cls, config) -> "MaskFormerLoss":
         """The loss (and its matcher) a :class:`~maskformer.MaskFormerConfig` describes: weights, eos_coef,
-        points, number of queries."""
-        matcher = HungarianMatcher(cost_class=config.class_weight, cost_mask=config.mask_weight,
-                                   cost_dice=config.dice_weight, num_points=config.num_points)
+        points, number of queries, and the ablation switches ``matching``, ``mask_loss``, ``fused_mask_loss``."""
+        mask_terms = MASK_LOSSES[config.mask_loss]
+        if config.matching == "fixed":
+            matcher = FixedMatcher()
+        else:  # the matching cost mirrors the loss: focal or BCE for loss_mask
+            matcher = HungarianMatcher(cost_class=config.class_weight, cost_mask=config.mask_weight,
+                                       cost_dice=config.dice_weight, num_points=config.num_points,
+                                       mask_cost=mask_terms["loss_mask"])
         weights = {"loss_ce": config.class_weight, "loss_mask": config.mask_weight, "loss_dice": config.dice_weight}
         return cls(config.num_classes, matcher, weights, config.no_object_weight, config.num_points,
-                   config.oversample_ratio, config.importance_sample_ratio, config.num_queries)
+                   config.oversample_ratio, config.importance_sample_ratio, config.num_queries,
+                   mask_terms=mask_terms, fused=config.fused_mask_loss)
 
     def forward(self, outputs: Mapping, targets: Sequence[Mapping[str, Tensor]],
                 normalisers: Mapping[str, float] | None = None) -> dict[str, Tensor]:
@@ -303,12 +379,12 @@ class MaskFormerLoss(nn.Module):
         with torch.autocast(device_type=device.type, enabled=False):
             per_layer = self._mask_losses(mask_logits, target_idx, target_masks)
             losses = {}
-            for i, (layer, layer_matches, (focal, dice)) in enumerate(zip(layers, matches, per_layer)):
+            for i, (layer, layer_matches, mask_terms) in enumerate(zip(layers, matches, per_layer)):
                 suffix = "" if i == 0 else f"_{i - 1}"
                 losses["loss_ce" + suffix] = self._classification_loss(layer["pred_logits"], targets, layer_matches,
                                                                          weight_total)
-                losses["loss_mask" + suffix] = focal.sum() / num_masks
-                losses["loss_dice" + suffix] = dice.sum() / num_masks
+                for name, per_mask in mask_terms.items():  # [M_l] each
+                    losses[name + suffix] = per_mask.sum() / num_masks
         return losses
 
     def batch_losses(self, outputs: Mapping, batch: Mapping,
@@ -379,13 +455,18 @@ class MaskFormerLoss(nn.Module):
         ce = F.cross_entropy(pred_logits.float().transpose(1, 2), target_classes, self.class_weight, reduction="sum")
         return ce / weight_total
 
-    def _mask_losses(self, mask_logits: list[Tensor], target_idx: list[Tensor], target_masks: Tensor):
-        """Per-layer (focal [M_l], dice [M_l]) of the matched pairs."""
-        if self.num_points is None:
+    def _mask_losses(self, mask_logits: list[Tensor], target_idx: list[Tensor],
+                     target_masks: Tensor) -> list[dict[str, Tensor]]:
+        """Per layer, {mask term name: [M_l] per-pair losses} of the matched pairs."""
+        if self.num_points is None and self.fused:
             # All layers in one call, so that each target is expanded to float once, not once per layer.
             sizes = [len(i) for i in target_idx]
-            focal, dice = upsampled_mask_losses(torch.cat(mask_logits), target_masks, torch.cat(target_idx))
-            return list(zip(focal.split(sizes), dice.split(sizes)))
+            terms = full_mask_losses(torch.cat(mask_logits), target_masks, torch.cat(target_idx), self.mask_terms)
+            split = {name: per_mask.split(sizes) for name, per_mask in terms.items()}
+            return [{name: split[name][i] for name in terms} for i in range(len(sizes))]
+        if self.num_points is None:  # one layer at a time: the plain formulas keep full-size tensors for backward
+            return [full_mask_losses(logits, target_masks, idx, self.mask_terms, fused=False)
+                    for logits, idx in zip(mask_logits, target_idx)]
         per_layer = []
         for logits, idx in zip(mask_logits, target_idx):
             logits = logits.float()
@@ -395,7 +476,8 @@ class MaskFormerLoss(nn.Module):
             point_logits = point_sample(logits, points)  # [M_l, P]
             with torch.no_grad():
                 point_labels = point_sample(target_masks[idx], points)  # [M_l, P]
-            per_layer.append((sigmoid_focal_loss(point_logits, point_labels), dice_loss(point_logits, point_labels)))
+            per_layer.append({name: MASK_TERMS[function](point_logits, point_labels)
+                              for name, function in self.mask_terms.items()})
         return per_layer
 
 

@@ -7,6 +7,8 @@ solves a bipartite matching: the Q x N cost of every pairing is computed at once
 Unmatched predictions are later trained to say "no object". The cost mirrors the loss:
 
     C = cost_mask * focal(mask, target) + cost_class * (-p[target class]) + cost_dice * dice(mask, target)
+
+:class:`FixedMatcher` is the paper's ablation without a search: query k always answers class k.
 """
 
 from collections.abc import Mapping, Sequence
@@ -39,6 +41,26 @@ def pairwise_sigmoid_focal_cost(logits: Tensor, targets: Tensor, alpha: float = 
     pos = bce_pos.mul_((1 - prob) ** gamma)  # [Q, P] focal loss if the target is 1, before alpha
     neg = bce_neg.mul_(prob**gamma)  # [Q, P] ... if it is 0, before 1 - alpha
     return (alpha * (pos @ targets.T) + (1 - alpha) * (neg @ (1 - targets).T)) / logits.shape[1]  # [Q, N]
+
+
+def pairwise_sigmoid_bce_cost(logits: Tensor, targets: Tensor) -> Tensor:
+    """The binary cross-entropy of every prediction against every target, averaged over pixels
+    (Mask2Former's mask cost): ``softplus(-x) @ t.T + softplus(x) @ (1 - t).T``, as the focal cost.
+
+    Args:
+        logits: [Q, P] predicted mask logits.
+        targets: [N, P] target masks.
+
+    Returns:
+        [Q, N] costs.
+    """
+    bce_neg = F.softplus(logits)  # [Q, P] BCE of each pixel if its target is 0
+    bce_pos = bce_neg - logits  # softplus(-x): BCE if the target is 1
+    return (bce_pos @ targets.T + bce_neg @ (1 - targets).T) / logits.shape[1]  # [Q, N]
+
+
+# The mask cost beside dice, named like the loss's term: the matching cost mirrors the loss.
+MASK_COSTS = {"focal": pairwise_sigmoid_focal_cost, "bce": pairwise_sigmoid_bce_cost}
 
 
 def pairwise_dice_cost(logits: Tensor, targets: Tensor) -> Tensor:
@@ -86,6 +108,7 @@ class HungarianMatcher(nn.Module):
     Args:
         cost_class: weight of the classification cost, -softmax(logits)[target class].
         cost_mask: weight of the sigmoid focal cost between masks (20 in the paper).
+        mask_cost: "focal" (the paper) or "bce" (Mask2Former), the same function as the loss's ``loss_mask``.
         cost_dice: weight of the dice cost between masks.
         num_points: None (the paper) compares masks at every pixel of the prediction, with the
             targets resized to the prediction's resolution by nearest neighbour; an integer
@@ -94,9 +117,13 @@ class HungarianMatcher(nn.Module):
     """
 
     def __init__(
-        self, cost_class: float = 1.0, cost_mask: float = 20.0, cost_dice: float = 1.0, num_points: int | None = None
+        self, cost_class: float = 1.0, cost_mask: float = 20.0, cost_dice: float = 1.0, num_points: int | None = None,
+        mask_cost: str = "focal",
     ):
         super().__init__()
+        if mask_cost not in MASK_COSTS:
+            raise ValueError(f"HungarianMatcher: mask_cost={mask_cost!r}; must be one of {sorted(MASK_COSTS)}")
+        self.mask_cost = mask_cost
         if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
             raise ValueError("HungarianMatcher: all three cost weights are 0; give at least one a positive weight")
         self.cost_class = cost_class
@@ -107,7 +134,7 @@ class HungarianMatcher(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"cost_class={self.cost_class}, cost_mask={self.cost_mask}, cost_dice={self.cost_dice}, "
-            f"num_points={self.num_points}"
+            f"num_points={self.num_points}, mask_cost={self.mask_cost!r}"
         )
 
     def cost_matrix(self, class_logits: Tensor, mask_logits: Tensor, labels: Tensor, target_masks: Tensor) -> Tensor:
@@ -124,7 +151,7 @@ class HungarianMatcher(nn.Module):
         """
         # As in DETR, -p replaces the NLL: it is bounded, which keeps it commensurate with the mask costs.
         cost_class = -class_logits.softmax(-1)[:, labels]  # [Q, N]
-        cost_mask = pairwise_sigmoid_focal_cost(mask_logits, target_masks)  # [Q, N]
+        cost_mask = MASK_COSTS[self.mask_cost](mask_logits, target_masks)  # [Q, N]
         cost_dice = pairwise_dice_cost(mask_logits, target_masks)  # [Q, N]
         return self.cost_mask * cost_mask + self.cost_class * cost_class + self.cost_dice * cost_dice
 
@@ -184,3 +211,46 @@ class HungarianMatcher(nn.Module):
                     cost = self.cost_matrix(class_logits, mask_logits, labels, target_masks)  # [Q, N]
                     layer_matches[b] = assign(cost)
         return matches
+
+
+class FixedMatcher(nn.Module):
+    """Fixed matching (paper §4.3, Table 4): query k always answers the segment of class k.
+
+    With one query per class (Q = K) and one target mask per class present (semantic targets), this
+    is per-pixel classification's assignment spoken in mask classification's terms: no cost, no
+    search. The queries of classes absent from an image learn "no object". Table 4 (ADE20K, R50):
+    43.7 mIoU and 30.3 PQ^St, against 44.2 and 33.4 with bipartite matching.
+
+    Same interface as :class:`HungarianMatcher`: ``forward`` for one decoder layer, ``match_layers``
+    for several; the assignment is the same for every layer.
+    """
+
+    @torch.no_grad()
+    def forward(
+        self, outputs: Mapping[str, Tensor], targets: Sequence[Mapping[str, Tensor]]
+    ) -> list[tuple[Tensor, Tensor]]:
+        """``(query_idx, target_idx)`` per image: query ``labels[j]`` <-> target ``j``, sorted by query.
+
+        Args:
+            outputs: ``pred_logits`` [B, Q, K+1] (only Q is read); other keys are ignored.
+            targets: B dicts with ``labels`` int64 [N_b], each class at most once.
+        """
+        num_queries = outputs["pred_logits"].shape[1]
+        matches = []
+        for target in targets:
+            labels = target["labels"].detach().to("cpu", torch.int64)
+            if len(labels) and (labels.max() >= num_queries or len(labels.unique()) != len(labels)):
+                raise ValueError(
+                    f"maskformer/matcher.py: fixed matching gives query k the mask of class k, so it needs "
+                    f"num_queries = num_classes ({num_queries} queries here) and at most one target per class; "
+                    f"got labels {labels.tolist()}")
+            query_idx, target_idx = labels.sort()
+            matches.append((query_idx, target_idx))
+        return matches
+
+    def match_layers(
+        self, layers: Sequence[Mapping[str, Tensor]], targets: Sequence[Mapping[str, Tensor]]
+    ) -> list[list[tuple[Tensor, Tensor]]]:
+        """``[self(layer, targets) for layer in layers]``: every layer gets the same fixed assignment."""
+        matches = self(layers[0], targets)
+        return [matches for _ in layers]

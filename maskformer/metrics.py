@@ -4,7 +4,9 @@
   reports mIoU, per-class IoU, pixel accuracy and mean class accuracy, as detectron2's
   `SemSegEvaluator` does (the numbers in the MaskFormer paper).
 - :class:`PanopticQuality` accumulates per-class IoU sums and TP/FP/FN counts and reports
-  PQ, SQ, RQ over all classes, things and stuff, as the COCO `panopticapi` does.
+  PQ, SQ, RQ over all classes, things and stuff, as the COCO `panopticapi` does (no crowd regions).
+- :func:`coco_panoptic_pq` evaluates COCO-format panoptic files (PNGs + JSON) by the official rules,
+  crowd regions included, in the layout of `panopticapi`'s `pq_compute` (:mod:`maskformer.panoptic_eval`).
 
 Both are plain objects with `update`, `compute` and `reset`; for several processes, all-reduce
 `confusion_matrix` (or `iou_sum`, `tp`, `fp`, `fn`) with a sum before `compute`.
@@ -18,7 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["SemanticMetrics", "PanopticQuality", "panoptic_to_category_instance"]
+from .panoptic_eval import coco_panoptic_pq
+
+__all__ = ["SemanticMetrics", "PanopticQuality", "panoptic_to_category_instance", "coco_panoptic_pq"]
 
 
 class SemanticMetrics:

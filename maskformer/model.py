@@ -3,6 +3,11 @@
 Paper §3: instead of one class per pixel, predict N (mask, class) pairs. A query's class logits come
 from a linear layer on its embedding; its mask is the dot product of a "mask embedding" (an MLP of the
 query embedding) with every per-pixel embedding of the pixel decoder.
+
+The Mask2Former switches of :class:`MaskFormerConfig` (masked attention, multi-scale features, the
+MSDeformAttn pixel decoder, ...) change the components, not this assembly: the pixel decoder hands
+over its maps (see :mod:`maskformer.pixel_decoder` for the contract), the decoder reads one or three of
+them, and masked attention asks the mask head for each layer's attention mask.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from .backbone import build_backbone, load_timm_weights
 from .config import MaskFormerConfig
 from .outputs import MaskFormerOutput
 from .pretrained import PretrainedMixin
+from .msdeform_pixel_decoder import MSDeformAttnPixelDecoder
 from .pixel_decoder import PixelDecoder
 from .transformer_decoder import TransformerDecoder
 
@@ -82,12 +88,17 @@ class MaskFormer(PretrainedMixin, nn.Module):
         if pretrained_backbone:
             load_timm_weights(self.backbone, config)
         channels = self.backbone.channels
-        self.pixel_decoder = PixelDecoder(channels, config.fpn_dim, config.mask_dim)
-        # The original projects with a 1x1 conv only when the channels differ; we always do (convert.py
-        # loads an identity where a checkpoint has none).
-        in_channels = channels[-1] if config.transformer_in_feature == "res5" else config.mask_dim
-        self.transformer = TransformerDecoder(in_channels, config.hidden_dim, config.num_queries, config.num_heads,
-                                              config.dim_feedforward, config.dec_layers, config.dropout)
+        self.pixel_decoder = build_pixel_decoder(config, channels)
+        if config.multi_scale_features:  # the pixel decoder's 1/32, 1/16, 1/8 maps, fpn_dim channels each
+            in_channels, num_levels = config.fpn_dim, 3
+        else:  # the original projects with a 1x1 conv only when the channels differ; we always do (convert.py
+            # loads an identity where a checkpoint has none)
+            in_channels = channels[-1] if config.transformer_in_feature == "res5" else config.mask_dim
+            num_levels = 1
+        self.transformer = TransformerDecoder(
+            in_channels, config.hidden_dim, config.num_queries, config.num_heads, config.dim_feedforward,
+            config.dec_layers, config.dropout, num_levels=num_levels, cross_attention_first=config.cross_attention_first,
+            query_features=config.learnable_query_features, enforce_input_projection=config.enforce_input_projection)
         self.class_embed = nn.Linear(config.hidden_dim, config.num_classes + 1)
         self.mask_embed = MLP(config.hidden_dim, config.hidden_dim, config.mask_dim, 3)
         # oneDNN's CPU convolutions are fastest with NHWC activations *and* weights; keeping the
@@ -106,16 +117,27 @@ class MaskFormer(PretrainedMixin, nn.Module):
         """
         if return_aux is None:
             return_aux = self.training
+        cfg = self.config
         B = images.shape[0]  # images: [B, 3, H, W]
         features = self.backbone(images)  # [res2, res3, res4, res5]
-        p2 = self.pixel_decoder.fpn(features)[-1]  # [B, fpn_dim, H/4, W/4]
-        pixel_embedding = None
-        if self.config.transformer_in_feature == "pixel_embedding":
-            pixel_embedding = self.pixel_decoder.mask_features(p2)  # [B, mask_dim, H/4, W/4]
-            hs = self.transformer(pixel_embedding)  # [L, B, Q, C], every decoder layer
+        maps = self.pixel_decoder.maps(features)  # [1/32, 1/16, 1/8, 1/4], coarse to fine
+        conv = self.pixel_decoder.mask_features  # its last layer, whose input is maps[-1]
+        # Masked attention resizes the per-pixel embeddings; a 1x1 conv commutes with that, so MSDeformAttn's
+        # embeddings need not exist whole (the mask head folds into the conv), FPN's 3x3 ones do.
+        resize_input = cfg.masked_attention and conv.kernel_size == (1, 1)
+        pixel_embedding = None  # [B, mask_dim, H/4, W/4], computed only when something needs it whole
+        if cfg.transformer_in_feature == "pixel_embedding" or (cfg.masked_attention and not resize_input):
+            pixel_embedding = conv(maps[-1])
+        if cfg.multi_scale_features:
+            memory = maps[:3]
         else:
-            hs = self.transformer(features[-1])
-        if not (return_aux and self.config.deep_supervision):
+            memory = pixel_embedding if cfg.transformer_in_feature == "pixel_embedding" else features[-1]
+        mask_fn = None
+        if cfg.masked_attention:
+            mask_fn = (AttentionMasks(self.mask_embed, pixel_embedding) if pixel_embedding is not None
+                       else AttentionMasks(self.mask_embed, maps[-1], conv))
+        hs = self.transformer(memory, mask_fn=mask_fn)  # [L, B, Q, C], every decoder output
+        if not (return_aux and cfg.deep_supervision):
             hs = hs[-1:]
         L, _, Q, _ = hs.shape
         logits = self.class_embed(hs)  # [L, B, Q, K+1]
@@ -124,7 +146,50 @@ class MaskFormer(PretrainedMixin, nn.Module):
         if pixel_embedding is not None:  # already computed: no folding
             masks = torch.einsum("bmd,bdhw->bmhw", mask_embed, pixel_embedding)
         else:
-            masks = mask_logits(mask_embed, self.pixel_decoder.mask_features, p2)
+            masks = mask_logits(mask_embed, self.pixel_decoder.mask_features, maps[-1])
         masks = masks.view(B, L, Q, *masks.shape[-2:]).transpose(0, 1)  # [L, B, Q, H/4, W/4]
         aux = [{"pred_logits": logits[i], "pred_masks": masks[i]} for i in range(L - 1)]
         return MaskFormerOutput(pred_logits=logits[-1], pred_masks=masks[-1], aux_outputs=aux)
+
+
+def build_pixel_decoder(config: MaskFormerConfig, channels: tuple[int, ...]) -> nn.Module:
+    """The pixel decoder ``config.pixel_decoder`` names: MaskFormer's FPN or Mask2Former's MSDeformAttn."""
+    if config.pixel_decoder == "msdeformattn":
+        return MSDeformAttnPixelDecoder(channels, config.fpn_dim, config.mask_dim, config.pixel_decoder_layers,
+                                        config.num_heads, config.pixel_decoder_ffn_dim, config.dropout,
+                                        config.pixel_decoder_points)
+    return PixelDecoder(channels, config.fpn_dim, config.mask_dim)
+
+
+class AttentionMasks:
+    """Masked attention's masks (Mask2Former §3.2.1): where each query's current mask is on, at a map's size.
+
+    Called by the decoder with the normalised state ``[B, Q, C]`` and a size ``(h, w)``; returns bool
+    ``[B, Q, h*w]``, True where the query may look: ``sigmoid(mask logit) >= 0.5`` on the mask resized
+    bilinearly to ``(h, w)``. A query whose mask is empty there may look everywhere, as in the original
+    (otherwise its softmax would have nothing to normalise).
+
+    The mask logits are linear in the per-pixel embeddings, and bilinear resizing is linear too, so
+    ``resize(embed . F) = embed . resize(F)``: the embeddings are resized once per size and the logits
+    computed at the map's size, instead of computing every layer's full stride-4 masks and resizing
+    those (what the original does). The numbers agree up to float rounding.
+
+    ``source`` is the per-pixel embeddings ``[B, D, H/4, W/4]``, or, with ``conv`` (a 1x1 conv, which
+    commutes with resizing too), that conv's input: then the embeddings are never computed at stride 4.
+    """
+
+    def __init__(self, mask_embed: nn.Module, source: torch.Tensor, conv: nn.Conv2d | None = None):
+        self.mask_embed, self.source, self.conv = mask_embed, source, conv
+        self.resized: dict[tuple[int, int], torch.Tensor] = {}
+
+    @torch.no_grad()  # a mask to attend through, not a prediction to train (the original detaches it)
+    def __call__(self, hs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if size not in self.resized:
+            self.resized[size] = F.interpolate(self.source, size=size, mode="bilinear", align_corners=False)
+        if self.conv is None:
+            logits = torch.einsum("bqd,bdhw->bqhw", self.mask_embed(hs), self.resized[size])
+        else:
+            logits = mask_logits(self.mask_embed(hs), self.conv, self.resized[size])
+        logits = logits.flatten(2)  # [B, Q, h*w]
+        allowed = logits.sigmoid() >= 0.5
+        return allowed | ~allowed.any(-1, keepdim=True)  # an empty mask: look everywhere

@@ -4,6 +4,17 @@ Paper §3.2: "the pixel decoder gradually upsamples the features to generate per
 Top-down: start from res5, then for res4, res3, res2 add a 1x1 "lateral" projection of the backbone map
 to the nearest-upsampled coarser map and smooth the sum with a 3x3 conv. Every conv but the last is
 followed by GroupNorm(32); the last, ``mask_features``, is a plain 3x3 conv with bias.
+
+**What every pixel decoder provides** (this FPN and the MSDeformAttn decoder of Mask2Former,
+:mod:`maskformer.msdeform_pixel_decoder`), which is all :class:`maskformer.MaskFormer` uses:
+
+- ``maps(features)``: backbone ``[res2, res3, res4, res5]`` -> its maps coarse to fine,
+  ``[1/32, 1/16, 1/8, 1/4]``, each ``[B, C, h, w]``. The first three are the multi-scale features that
+  Mask2Former's decoder reads round robin; the last is the stride-4 map the mask features come from.
+- ``mask_features``: the last layer, an ``nn.Conv2d`` from ``maps(...)[-1]`` to the per-pixel
+  embeddings ``[B, mask_dim, H/4, W/4]``. It is a public attribute so that the model can fold the mask
+  head into it (:func:`maskformer.model.mask_logits`) instead of computing the embeddings.
+- ``forward(features)`` -> ``(mask_features(maps[-1]), maps)``.
 """
 
 from __future__ import annotations
@@ -45,7 +56,7 @@ class PixelDecoder(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def fpn(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+    def maps(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         """The top-down path alone: ``[res2..res5]`` -> ``[p5, p4, p3, p2]``, all with ``fpn_dim`` channels."""
         y = self.layer_4(features[-1])  # [B, fpn_dim, H/32, W/32]
         maps = [y]
@@ -58,5 +69,5 @@ class PixelDecoder(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """features: ``[res2, res3, res4, res5]``. Returns ``(mask_features [B, mask_dim, H/4, W/4], [p5, p4, p3, p2])``."""
-        maps = self.fpn(features)
+        maps = self.maps(features)
         return self.mask_features(maps[-1]), maps

@@ -3,7 +3,11 @@
 Semantic: every pixel takes its class colour, blended over the photo, with the classes present
 (largest first) named in a legend. Panoptic (MaskFormer only, paper §3.4): every segment takes its
 class colour jittered a little per instance, so that touching objects of one class stay apart,
-and segment outlines are drawn in white; void pixels show the photo alone.
+and segment outlines are drawn in white; void pixels show the photo alone. Beside the overlays, panoptic
+results are also written in the COCO panoptic format: ``<stem>_panoptic_ids.png`` (segment ids as RGB,
+``R + 256 G + 256^2 B``, 0 = void) and one ``panoptic.json`` with every image's ``segments_info`` and the
+``categories`` (the model's class ids and names, ``isthing``), which ``maskformer.metrics.coco_panoptic_pq``
+and the official ``panopticapi`` read.
 
 Images are resized as in evaluation (short side ``short_edge``, long side at most ``max_size``),
 padded to 32, and the prediction is resized back to the photo's size.
@@ -25,6 +29,7 @@ from .data.ade20k import ADE20K_CLASSES, ADE20K_PALETTE
 from .data.io import read_image
 from .data.palette import distinct_palette
 from .evaluation import pad_images, resize_shortest_edge, tta_probabilities
+from .panoptic_eval import write_panoptic_json, write_panoptic_png
 from .postprocess import panoptic_segmentation
 
 __all__ = ["predict", "default_class_names", "default_palette"]
@@ -65,7 +70,8 @@ def _read(path: Path) -> Tensor:
 
 
 @torch.no_grad()
-def _panoptic(model: nn.Module, image: Tensor, short_edge: int, max_size: int) -> dict:
+def _panoptic(model: nn.Module, image: Tensor, short_edge: int, max_size: int, stuff_ids: Sequence[int] = (),
+              object_threshold: float = 0.8, overlap_threshold: float = 0.8) -> dict:
     """``panoptic_segmentation`` of one normalised image ``[3, H0, W0]`` at its original size."""
     resized = resize_shortest_edge(image, short_edge, max_size)  # [3, H, W]
     batch = pad_images([resized])  # [1, 3, Hp, Wp]
@@ -75,7 +81,8 @@ def _panoptic(model: nn.Module, image: Tensor, short_edge: int, max_size: int) -
                          f"a {type(model).__name__} predicts only per-pixel classes: use task='semantic'")
     outputs = {"pred_logits": outputs["pred_logits"].float(), "pred_masks": outputs["pred_masks"].float()}
     return panoptic_segmentation(outputs, [tuple(resized.shape[-2:])], [tuple(image.shape[-2:])],
-                                 padded_size=tuple(batch.shape[-2:]))[0]
+                                 padded_size=tuple(batch.shape[-2:]), label_ids_to_fuse=stuff_ids,
+                                 object_threshold=object_threshold, overlap_threshold=overlap_threshold)[0]
 
 
 def _semantic_layer(segmentation: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
@@ -145,6 +152,9 @@ def predict(
     palette: Sequence[tuple[int, int, int]] | None = None,
     alpha: float = 0.5,
     device: str | torch.device | None = None,
+    stuff_ids: Sequence[int] = (),
+    object_threshold: float = 0.8,
+    overlap_threshold: float = 0.8,
 ) -> list[Path]:
     """Segment each image and write ``out_dir/<stem>_<task>.png``: the photo with the result blended over it.
 
@@ -159,9 +169,14 @@ def predict(
         palette: one RGB triple per class; default :func:`default_palette`.
         alpha: opacity of the colours over the photo.
         device: where to run; default the model's device (the model is moved to ``device``).
+        stuff_ids: panoptic: the stuff classes, whose segments are merged into one per class (the others are
+            things, one segment per query).
+        object_threshold, overlap_threshold: panoptic: as :func:`~maskformer.postprocess.panoptic_segmentation`
+            (orig ``MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD`` / ``OVERLAP_THRESHOLD``).
 
     Returns:
-        The written PNG paths, in the order of ``image_paths``.
+        The written overlay PNG paths, in the order of ``image_paths``; panoptic also writes the COCO-format
+        files (module docstring) beside them.
     """
     if task not in TASKS:
         raise ValueError(f"maskformer/predict.py: task={task!r}; choose one of {TASKS}")
@@ -185,7 +200,7 @@ def predict(
     device = parameter.device if parameter is not None else torch.device("cpu")
     mean = torch.tensor(model.config.pixel_mean, device=device).view(3, 1, 1)
     std = torch.tensor(model.config.pixel_std, device=device).view(3, 1, 1)
-    written, used = [], set()
+    written, used, annotations = [], set(), []
     was_training = model.training
     model.eval()
     try:
@@ -195,16 +210,26 @@ def predict(
                 scores = tta_probabilities(model, [normalised], short_edges=(short_edge,), max_size=max_size)[0]
                 colours, blend, legend = _semantic_layer(scores.argmax(0).cpu().numpy(), palette_array)
             else:
-                colours, blend, legend = _panoptic_layer(_panoptic(model, normalised, short_edge, max_size),
-                                                         palette_array)
+                result = _panoptic(model, normalised, short_edge, max_size, stuff_ids, object_threshold,
+                                   overlap_threshold)
+                colours, blend, legend = _panoptic_layer(result, palette_array)
             stem = path.stem
             while stem in used:  # photos with the same name from different folders
                 stem += "_"
             used.add(stem)
+            if task == "panoptic":
+                write_panoptic_png(result["segmentation"].cpu().numpy(), out_dir / f"{stem}_panoptic_ids.png")
+                annotations.append({"image_id": stem, "file_name": f"{stem}_panoptic_ids.png", "segments_info": [
+                    {"id": s["id"], "category_id": s["label_id"], "isthing": int(s["is_thing"]), "score": s["score"],
+                     "area": s["area"]} for s in result["segments_info"]]})
             out = out_dir / f"{stem}_{task}.png"
             _draw(image.permute(1, 2, 0).numpy(), colours, blend, legend, class_names, palette_array, alpha,
                   f"{path.name}: {task}", out)
             written.append(out)
     finally:
         model.train(was_training)
+    if task == "panoptic":
+        stuff = set(stuff_ids)
+        categories = [{"id": c, "name": class_names[c], "isthing": int(c not in stuff)} for c in range(num_classes)]
+        write_panoptic_json(out_dir / "panoptic.json", annotations, categories)
     return written

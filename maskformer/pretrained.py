@@ -5,7 +5,8 @@ A checkpoint directory holds ``config.json`` and ``model.safetensors`` (or ``pyt
 sharded ``*.safetensors`` with an index). Ours are recognised by ``"format": "maskformer"`` in
 ``config.json`` and hold a MaskFormer or a per-pixel baseline (``"architecture"``); anything else
 must be a Hugging Face ``MaskFormerForInstanceSegmentation`` checkpoint such as
-``facebook/maskformer-swin-tiny-ade``, whose config and weights are converted on read.
+``facebook/maskformer-swin-tiny-ade`` or a ``Mask2FormerForUniversalSegmentation`` one such as
+``facebook/mask2former-swin-tiny-ade-semantic``, whose config and weights are converted on read.
 
 This module knows no model class: :func:`read_pretrained` returns a config and a state dict, and
 the caller builds the model (:meth:`PretrainedMixin.from_pretrained` builds its own class,
@@ -31,6 +32,7 @@ __all__ = ["PretrainedMixin", "save_pretrained", "read_pretrained", "FORMAT", "W
 
 FORMAT = "maskformer"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HF_MODEL_TYPES = ("maskformer", "mask2former")  # Hugging Face checkpoints that convert.py reads
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")  # "name" or "owner/name"
 
 
@@ -173,9 +175,9 @@ def read_pretrained(name_or_path: str | os.PathLike, revision: str | None = None
         except (TypeError, ValueError) as err:
             raise ValueError(f"{config_file}: {err}") from None
         return config, _load_weights(path), str(path)
-    if raw.get("model_type") != "maskformer":
+    if raw.get("model_type") not in HF_MODEL_TYPES:
         raise ValueError(f"{config_file}: model_type is {raw.get('model_type')!r}; expected our format "
-                         "(\"format\": \"maskformer\") or a Hugging Face 'maskformer' checkpoint")
+                         "(\"format\": \"maskformer\") or a Hugging Face 'maskformer' or 'mask2former' checkpoint")
     config = hf_config_to_ours(raw)
     config.extra["source"] = str(name_or_path)
     return config, hf_state_dict_to_ours(_load_weights(path), config), str(path)

@@ -3,7 +3,7 @@
 A :class:`TrainConfig` is plain data. It is written as YAML files in ``configs/`` that mirror the
 authors' detectron2 configs one to one (``configs/ade20k-150/maskformer_swin_tiny_bs16_160k.yaml`` ...),
 including their ``_BASE_`` inheritance, but with this repository's field names. Every solver default
-and every ADE20K data default below is the original ADE20K-150 value (REFERENCE §5); the key it comes
+and every ADE20K data default below is the original ADE20K-150 value (the original configs, paper §4); the key it comes
 from is in the comment ("orig: SOLVER.BASE_LR").
 
 Each config checks its fields when it is built, from YAML or from Python: types against the
@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import MaskFormerConfig, check_fields, check_types, check_values
-from .data.build import DATASET_NAMES  # the one dataset registry, shared with the trainer and evaluate
+# the one dataset registry, shared with the trainer and evaluate
+from .data.build import AUGMENTATIONS, DATASET_NAMES, TASKS
 
 __all__ = ["DataConfig", "SolverConfig", "TrainConfig", "load_config", "CONFIG_DIR", "find_config", "DATASET_NAMES",
            "PRECISIONS"]
@@ -74,6 +75,20 @@ class DataConfig:
     image_column: str = "image"
     label_column: str = "annotation"
     ignore_index: int = 255  # the "unlabelled" label value (label PNGs are 8-bit: 0..255)
+    # One of TASKS: what the trainer's evaluation reports (mIoU, PQ, AP); Shapes trains one target per shape for
+    # "panoptic" and "instance" (orig: MODEL.MASK_FORMER.TEST.PANOPTIC_ON)
+    task: str = "semantic"
+    # panoptic / instance inference: keep queries above this class score (orig: MODEL.MASK_FORMER.TEST.
+    # OBJECT_MASK_THRESHOLD; 0.8 COCO, 0.7 ADE20K panoptic)
+    object_mask_threshold: float = 0.8
+    overlap_threshold: float = 0.8  # orig: MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD
+    # Training augmentation of real photos, one of AUGMENTATIONS (orig: INPUT.DATASET_MAPPER_NAME): "mask_former" (the
+    # ADE20K recipe above: resize, category-area crop, SSD colour, flip) or "detr_panoptic" (COCO panoptic: flip, a
+    # random crop half of the time, resize; maskformer.data.coco_transforms)
+    augmentation: str = "mask_former"
+    train_short_edges: tuple[int, ...] = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)  # detr_panoptic:
+    # orig INPUT.MIN_SIZE_TRAIN (the mask_former recipe derives its sizes from crop_size); long side at most max_size
+    crop_range: tuple[int, int] = (384, 600)  # detr_panoptic: orig INPUT.CROP.SIZE with CROP.TYPE absolute_range
 
     def __post_init__(self):
         check_fields(self, "data")
@@ -94,6 +109,14 @@ class DataConfig:
             ("num_workers", self.num_workers >= 0, "must be >= 0 (0 loads in the main process)"),
             ("val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)"),
             ("ignore_index", 0 <= self.ignore_index <= 255, "must be in 0..255 (label PNGs are 8-bit)"),
+            ("task", self.task in TASKS, f"must be one of {TASKS}"),
+            ("object_mask_threshold", 0 <= self.object_mask_threshold < 1, "must be in [0, 1)"),
+            ("overlap_threshold", 0 <= self.overlap_threshold <= 1, "must be in [0, 1]"),
+            ("augmentation", self.augmentation in AUGMENTATIONS, f"must be one of {AUGMENTATIONS}"),
+            ("train_short_edges", len(self.train_short_edges) >= 1 and min(self.train_short_edges) >= 1,
+             "must be one or more sizes >= 1"),
+            ("crop_range", len(self.crop_range) == 2 and 1 <= self.crop_range[0] <= self.crop_range[1],
+             "must be (low, high) with 1 <= low <= high"),
         ])
         if self.dataset == "folder":
             missing = [f"data.{name}" for name in ("images", "labels", "classes") if getattr(self, name) is None]

@@ -466,12 +466,34 @@ class Trainer:
                                         max_size=d.test_max_size, device=self.device, class_names=names,
                                         progress=self._bar is not None)
             record = {"step": self.step, "mIoU": results["mIoU"], "pixel_accuracy": results.get("pixel_accuracy")}
+            line = f"step {self.step}: mIoU {100 * results['mIoU']:.2f}"
+            if d.task != "semantic":  # panoptic: also COCO PQ; instance: also COCO mask AP (maskformer.evaluation)
+                scores = self._evaluate_task()
+                results.update(scores)
+                record.update(scores)
+                line += "".join(f", {k} {100 * v:.2f}" for k, v in scores.items())
             self._log(record)
-            self._print(f"step {self.step}: mIoU {100 * results['mIoU']:.2f} on {len(self.val_dataset)} validation images")
+            self._print(f"{line} on {len(self.val_dataset)} validation images")
             self.plot_curves()
         if self.world_size > 1:
             dist.barrier()
         return results
+
+    def _evaluate_task(self) -> dict[str, float]:
+        """PQ / PQ_th / PQ_st (data.task panoptic) or AP / AP50 (instance) on the validation set, by the COCO rules."""
+        import tempfile
+
+        from .evaluation import evaluate_instance, evaluate_panoptic
+
+        d = self.cfg.data
+        kw = dict(short_edge=d.test_short_edge, max_size=d.test_max_size, device=self.device, progress=False)
+        with tempfile.TemporaryDirectory() as folder:  # the COCO-format files are only a means here
+            if d.task == "panoptic":
+                r = evaluate_panoptic(self.model, self.val_dataset, folder, object_threshold=d.object_mask_threshold,
+                                      overlap_threshold=d.overlap_threshold, **kw)
+                return {"PQ": r["All"]["pq"], "PQ_th": r["Things"]["pq"], "PQ_st": r["Stuff"]["pq"]}
+            r = evaluate_instance(self.model, self.val_dataset, **kw)
+            return {"AP": r["AP"], "AP50": r["AP50"]}
 
 
 def _plain(value: Any) -> Any:

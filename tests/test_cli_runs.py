@@ -134,3 +134,13 @@ def test_tensorboard_event_files(tmp_path):
     run = tmp_path / "run"
     main(["train", "--output-dir", str(run), "--tensorboard", *TINY])
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_one_unit_and_evaluation_lines_above_the_bar(tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["train", "--output-dir", str(run), *TINY, "--progress", "bar"])
+    out, err = capsys.readouterr()
+    miou = final_miou(run)
+    assert f"step 2: mIoU {100 * miou:.2f} on 2 validation images\n" in out  # a whole line, in percent
+    assert f"mIoU            {100 * miou:.2f}" in out  # the final table: the same unit
+    assert "train:" in err  # the bar itself went to stderr

@@ -154,7 +154,7 @@ def test_pixel_embedding_input_feature():
     with torch.no_grad():
         out = model(x)
         features = model.backbone(x)
-        pixel_embedding = model.pixel_decoder.mask_features(model.pixel_decoder.fpn(features)[-1])
+        pixel_embedding = model.pixel_decoder.mask_features(model.pixel_decoder.maps(features)[-1])
         hs = model.transformer(pixel_embedding)[-1]  # [B, Q, C]
     assert out.pred_masks.shape == (2, config.num_queries, 18, 23)
     assert model.transformer.input_proj.in_channels == config.mask_dim

@@ -86,8 +86,9 @@ def test_cli_predict(checkpoints, photos, tmp_path, capsys):
     out = tmp_path / "pngs"
     main(["predict", *map(str, photos), "--checkpoint", str(checkpoints / "maskformer"), "--out-dir", str(out),
           "--short-edge", "64", "--task", "panoptic", "--device", "cpu"])
-    assert sorted(p.name for p in out.iterdir()) == ["room_panoptic.png", "street_panoptic.png"]
-    assert capsys.readouterr().out.count("wrote") == 2
+    assert sorted(p.name for p in out.iterdir()) == ["panoptic.json", "room_panoptic.png", "room_panoptic_ids.png",
+                                                      "street_panoptic.png", "street_panoptic_ids.png"]
+    assert capsys.readouterr().out.count("wrote") == 3
     with pytest.raises(SystemExit, match="nope.jpg"):
         main(["predict", str(tmp_path / "nope.jpg"), "--checkpoint", str(checkpoints / "maskformer")])
 

@@ -18,13 +18,21 @@ from torch.utils.data import Dataset, Subset
 from .ade20k import ADE20K
 from .shapes import Shapes
 
-__all__ = ["build_dataset", "build_datasets", "build_split", "DATASETS", "DATASET_NAMES"]
+__all__ = ["build_dataset", "build_datasets", "build_split", "DATASETS", "DATASET_NAMES", "TASKS", "AUGMENTATIONS"]
 
 # Every dataset a config can name (``data.dataset``), built by :func:`build_split`: "ade20k": ADE20K-150;
 # "shapes": built-in synthetic data; "folder": your images and label PNGs; "hf": a Hugging Face
-# ``datasets`` dataset (from the Hub, or saved to disk). The first two can also be built by name alone.
-DATASET_NAMES = ("ade20k", "shapes", "folder", "hf")
-DATASETS = ("shapes", "ade20k")
+# ``datasets`` dataset (from the Hub, or saved to disk); "coco_panoptic" and "coco_instances": COCO in
+# detectron2's ``datasets/coco`` layout under ``root``; "ade20k_panoptic": ADE20K-150 panoptic as the original's
+# ``datasets/prepare_ade20k_pan_seg.py`` writes it into ``ADEChallengeData2016``. All but "folder" and "hf" can be
+# built by name alone.
+DATASET_NAMES = ("ade20k", "shapes", "folder", "hf", "coco_panoptic", "coco_instances", "ade20k_panoptic")
+DATASETS = ("shapes", "ade20k", "coco_panoptic", "coco_instances", "ade20k_panoptic")
+# What a model is trained and evaluated for (``data.task``): mIoU, PQ or mask AP.
+TASKS = ("semantic", "panoptic", "instance")
+# Training augmentations of real photos (``data.augmentation``; orig INPUT.DATASET_MAPPER_NAME): the ADE20K
+# recipe of maskformer.data.transforms, or DETR's COCO panoptic recipe of maskformer.data.coco_transforms.
+AUGMENTATIONS = ("mask_former", "detr_panoptic")
 SPLITS = {"train": "train", "training": "train", "val": "val", "validation": "val"}
 
 # Shapes defaults: small enough for CPU training in minutes. Validation uses another seed, so no
@@ -56,7 +64,7 @@ class FirstSamples(Subset):
 
 def build_dataset(name: str, split: str, *, root: str | Path | None = None, transforms: Callable | None = None,
                   num_samples: int | None = None, image_size: int | None = None, num_classes: int | None = None,
-                  seed: int = 0) -> Dataset:
+                  seed: int = 0, task: str = "semantic") -> Dataset:
     """A dataset by name.
 
     Args:
@@ -70,6 +78,7 @@ def build_dataset(name: str, split: str, *, root: str | Path | None = None, tran
         image_size: Shapes only: image side (default 64).
         num_classes: Shapes: K including background (default 7); ADE20K: must be None or 150.
         seed: Shapes only: the train split uses ``seed``, the val split ``seed + 10000``.
+        task: Shapes only: "panoptic" or "instance" give one target per shape (one of :data:`TASKS`).
     """
     key = name.lower()
     if key not in DATASETS:
@@ -90,7 +99,10 @@ def build_dataset(name: str, split: str, *, root: str | Path | None = None, tran
             num_classes=num_classes if num_classes is not None else SHAPES_NUM_CLASSES,
             seed=seed if split == "train" else seed + SHAPES_VAL_SEED_OFFSET,
             transforms=transforms,
+            targets="semantic" if task == "semantic" else "panoptic",
         )
+    if key.startswith("coco") or key == "ade20k_panoptic":
+        return _coco_split(key, split, root, transforms, num_samples)
 
     if image_size is not None:
         raise ValueError(f"maskformer/data/build.py: image_size={image_size} applies to shapes only; ADE20K images keep "
@@ -113,13 +125,18 @@ def build_datasets(data, seed: int = 0) -> tuple[Dataset, Dataset]:
 
 
 def train_augmentation(data) -> Callable:
-    """The training transforms of a DataConfig: Shapes flips only; real photos get the original recipe."""
+    """The training transforms of a DataConfig: Shapes flips only; real photos get the original recipe
+    (``data.augmentation``: ADE20K's, or COCO panoptic's)."""
     from torchvision.transforms import v2
 
     from .transforms import ColorJitterSSD, train_transforms
 
     if data.dataset == "shapes":
         return v2.RandomHorizontalFlip()
+    if data.augmentation == "detr_panoptic":
+        from .coco_transforms import detr_panoptic_transforms
+
+        return detr_panoptic_transforms(data.train_short_edges, data.max_size, tuple(data.crop_range))
     tf = train_transforms(data.crop_size, max_size=data.max_size, single_category_max_area=data.single_category_max_area)
     if not data.color_aug_ssd:
         tf = v2.Compose([t for t in tf.transforms if not isinstance(t, ColorJitterSSD)])
@@ -133,13 +150,40 @@ def build_split(data, split: str, seed: int = 0, augment: bool | None = None) ->
     transforms = train_augmentation(data) if augment else None
     if data.dataset == "shapes":
         return build_dataset("shapes", split, transforms=transforms, image_size=data.image_size,
-                             num_classes=data.num_classes, seed=seed,
+                             num_classes=data.num_classes, seed=seed, task=data.task,
                              num_samples=data.num_train if split == "train" else data.num_val)
     if data.dataset == "folder":
         return _folder_split(data, split, seed, transforms)
     if data.dataset == "hf":
         return _hf_split(data, split, seed, transforms)
     return build_dataset(data.dataset, split, root=data.root, transforms=transforms)
+
+
+def _coco_split(key: str, split: str, root: str | Path | None, transforms: Callable | None,
+                num_samples: int | None) -> Dataset:
+    """COCO 2017 in detectron2's ``datasets/coco`` layout: ``{train,val}2017/``, ``panoptic_{train,val}2017/`` and
+    ``annotations/{panoptic,instances}_{train,val}2017.json``."""
+    from .coco import COCOInstances, COCOPanoptic
+
+    if key == "ade20k_panoptic":
+        if root is None:
+            raise ValueError("maskformer/data/build.py: ade20k_panoptic needs --data-root: the ADEChallengeData2016 "
+                             "folder after the original's datasets/prepare_ade20k_pan_seg.py has written "
+                             "ade20k_panoptic_{train,val}/ and ade20k_panoptic_{train,val}.json into it")
+        root, name = Path(root), "train" if split == "train" else "val"
+        dataset = COCOPanoptic(root / "images" / ("training" if split == "train" else "validation"),
+                               root / f"ade20k_panoptic_{name}", root / f"ade20k_panoptic_{name}.json", transforms)
+        return FirstSamples(dataset, num_samples) if num_samples is not None else dataset
+    if root is None:
+        raise ValueError(f"maskformer/data/build.py: {key} needs --data-root: the folder holding train2017/, val2017/, "
+                         f"panoptic_val2017/ and annotations/ (https://cocodataset.org/#download)")
+    root, name = Path(root), f"{split}2017"
+    if key == "coco_panoptic":
+        dataset = COCOPanoptic(root / name, root / f"panoptic_{name}", root / "annotations" / f"panoptic_{name}.json",
+                               transforms)
+    else:
+        dataset = COCOInstances(root / name, root / "annotations" / f"instances_{name}.json", transforms)
+    return FirstSamples(dataset, num_samples) if num_samples is not None else dataset
 
 
 class ClassedSubset(Subset):

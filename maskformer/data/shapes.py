@@ -61,8 +61,11 @@ class Shapes(Dataset):
             shape plus one for the background, for instance / panoptic training).
 
     Samples follow :mod:`maskformer.data.collate`, with an `instance` map (0 = background,
-    1..n = shapes). Panoptic ground truth for :class:`maskformer.metrics.PanopticQuality` is
+    1..n = shapes) and `id_to_class`. Panoptic ground truth for :class:`maskformer.metrics.PanopticQuality` is
     `torch.stack([semantic, instance], -1)`; `thing_ids` and `stuff_ids` give the split.
+    :func:`maskformer.evaluation.evaluate_panoptic` (COCO PQ) and :func:`~maskformer.evaluation.evaluate_instance`
+    (COCO mask AP) read `instance` and `id_to_class` directly, and
+    :func:`maskformer.data.coco_sample.write_coco_sample` saves Shapes in the COCO panoptic and instance formats.
     """
 
     def __init__(self, num_samples: int = 256, image_size: int = 128, num_classes: int = 7,
