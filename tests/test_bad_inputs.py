@@ -50,7 +50,10 @@ def paths(tmp_path_factory):
     run = tmp / "run"
     main(["train", "--output-dir", str(run), *TINY])
     folder = write_folder(tmp / "folder")
-    out = {"tmp": tmp, "run": run, "model": run / "model", "folder": folder}
+    from maskformer.data import write_ade20k_sample
+
+    ade = write_ade20k_sample(tmp / "ade", num_train=2, num_val=1, size=(32, 32))
+    out = {"tmp": tmp, "run": run, "model": run / "model", "folder": folder, "ade": ade}
 
     broken_config = tmp / "broken_config"
     shutil.copytree(run / "model", broken_config)
@@ -100,6 +103,10 @@ CASES = [
     ("invalid-yaml", ["train", "--config", "{tmp}/bad.yaml"], ["bad.yaml", "YAML"]),
     ("data-root-on-is-a-path", ["train", "--config", "ade20k-150/maskformer_R50_bs16_160k", "--data-root", "on",
                                 "--output-dir", "{tmp}/never"], ["on"]),
+    ("ade20k-offline-without-root", ["train", "--config", "ade20k-150/maskformer_R50_bs16_160k", "--output-dir",
+                                     "{tmp}/never"], ["--data-root", "ADEChallengeData2016"]),
+    ("imagenet-weights-offline", ["train", "--config", "ade20k-150/maskformer_R50_bs16_160k", "--data-root",
+                                  "{ade}", "--output-dir", "{tmp}/never"], ["--no-pretrained", "hf download"]),
     # ---- your own data ---------------------------------------------------------------------------------
     ("folder-without-images", ["train", "--dataset", "folder", "--output-dir", "{tmp}/never"], ["--images"]),
     ("folder-missing-dir", ["train", "--dataset", "folder", "--images", "{tmp}/nowhere", "--labels", "{tmp}/nowhere",

@@ -15,6 +15,7 @@ from maskformer.data import (
     eval_transforms,
     train_transforms,
 )
+from maskformer.data.io import DataError, MissingFileError
 
 
 def write_pair(images, labels, name, size=(24, 32), values=(0, 1, 5, 150), image_mode="RGB", seed=0):
@@ -154,6 +155,90 @@ def test_colour_labels_are_refused(folder):
     Image.new("RGB", (32, 24), (255, 0, 0)).save(labels / "photo0.png")
     with pytest.raises(ValueError, match=r"label .*photo0\.png has PIL mode 'RGB' with colours; .*class ids"):
         SegmentationFolder(images, labels, ["a", "b", "c"])[0]
+
+
+def test_unreadable_and_missing_files_mid_run_are_one_line_data_errors(folder):
+    images, labels = folder
+    data = SegmentationFolder(images, labels, ["a", "b", "c"])  # every file was fine when the run started
+    (images / "photo1.jpg").write_bytes(b"not an image at all")
+    with pytest.raises(DataError) as error:
+        data[1]
+    assert "photo1.jpg" in str(error.value) and "\n" not in str(error.value)
+    (labels / "photo0.png").unlink()
+    with pytest.raises(MissingFileError) as error:
+        data[0]
+    assert isinstance(error.value, FileNotFoundError) and isinstance(error.value, DataError)
+    assert "photo0.png does not exist" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_every_bad_sample_file_is_a_data_error(folder):
+    images, labels = folder
+    Image.new("L", (10, 10)).save(labels / "photo0.png")  # wrong size
+    Image.new("RGB", (32, 24), (255, 0, 0)).save(labels / "photo1.png")  # colours, not class ids
+    data = SegmentationFolder(images, labels, ["a", "b"])
+    for index in (0, 1):
+        with pytest.raises(DataError, match=rf"photo{index}\.png"):
+            data[index]
+    write_pair(images, labels, "photo0", values=(0, 2))  # class 2 of 2 classes
+    with pytest.raises(DataError, match=r"photo0\.png has label values \[2\]"):
+        data[0]
+
+
+def folder_with_16_bit_label(tmp_path, stored, other=7):
+    """One black image and a 16-bit label PNG (PIL mode "I;16"): top half `stored`, bottom half `other`."""
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(images / "x.png")
+    label = np.full((16, 16), other, dtype=np.uint16)
+    label[:8] = stored
+    image = Image.fromarray(label)
+    assert image.mode == "I;16"
+    image.save(labels / "x.png")
+    assert Image.open(labels / "x.png").mode in ("I;16", "I")  # Pillow 10.0 reads 16-bit PNGs as "I"
+    return images, labels
+
+
+def test_16_bit_labels_keep_values_of_256_and_more(tmp_path):
+    images, labels = folder_with_16_bit_label(tmp_path, 300)
+    names = [f"class{i}" for i in range(400)]
+    data = SegmentationFolder(images, labels, names, eval_transforms(short_edge=24), ignore_index=65535)
+    sample = data[0]
+    assert sample["original_semantic"].unique().tolist() == [7, 300]
+    assert sample["semantic"].unique().tolist() == [7, 300] and sample["targets"]["labels"].tolist() == [7, 300]
+    batch = collate([sample], ignore_index=65535)
+    assert batch["semantic"].unique().tolist() == [7, 300, 65535]  # padding is the only ignore
+
+
+def test_16_bit_label_values_out_of_range_name_the_file_and_the_value(tmp_path):
+    images, labels = folder_with_16_bit_label(tmp_path, 300)
+    with pytest.raises(DataError, match=r"labels/x\.png has label values \[300\] outside 0\.\.149 \(and 255 = ignore\)"):
+        SegmentationFolder(images, labels, [f"class{i}" for i in range(150)])[0]
+
+
+def test_an_ignore_index_that_is_also_a_class_is_refused(tmp_path):
+    images, labels = folder_with_16_bit_label(tmp_path, 255)
+    with pytest.raises(ValueError, match=r"ignore_index=255 is also a class id \(400 classes, 0\.\.399\).*65535"):
+        SegmentationFolder(images, labels, [f"class{i}" for i in range(400)])  # class 255 would vanish
+    data = SegmentationFolder(images, labels, [f"class{i}" for i in range(400)], ignore_index=65535)
+    assert data[0]["targets"]["labels"].tolist() == [7, 255]
+
+
+def test_reduce_labels_on_16_bit_labels(tmp_path):
+    images, labels = folder_with_16_bit_label(tmp_path, 256, other=0)  # stored 256 = class 255, 0 = unlabelled
+    with pytest.raises(DataError, match=r"x\.png has label values \[256\] outside 0\.\.150 \(0 = unlabelled"):
+        SegmentationFolder(images, labels, [f"class{i}" for i in range(150)], reduce_labels=True)[0]
+    data = SegmentationFolder(images, labels, [f"class{i}" for i in range(400)], reduce_labels=True, ignore_index=65535)
+    assert data[0]["semantic"].unique().tolist() == [255, 65535] and data[0]["targets"]["labels"].tolist() == [255]
+
+
+def test_out_of_range_labels_are_reported_as_stored(ade_root):
+    annotations = ade_root / "ADEChallengeData2016" / "annotations" / "training"
+    label = np.array(Image.open(annotations / "ADE_train_00000000.png"))
+    label[0, 0] = 200  # as stored; reduce_labels would make it 199
+    Image.fromarray(label).save(annotations / "ADE_train_00000000.png")
+    with pytest.raises(DataError, match=r"ADE_train_00000000\.png has label values \[200\] outside 0\.\.150 "):
+        ADE20K(ade_root, "training")[0]
 
 
 # ---------------------------------------------------------------------------- datasets.Dataset

@@ -57,6 +57,20 @@ def _swin_from_timm(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+class _offline:
+    """Within the block, huggingface_hub answers from its cache only (what HF_HUB_OFFLINE=1 does at start-up)."""
+
+    def __init__(self, hub):
+        self.constants = hub.constants
+
+    def __enter__(self):
+        self.before = self.constants.HF_HUB_OFFLINE
+        self.constants.HF_HUB_OFFLINE = True
+
+    def __exit__(self, *exc):
+        self.constants.HF_HUB_OFFLINE = self.before
+
+
 def load_timm_weights(backbone: nn.Module, config: MaskFormerConfig) -> None:
     """Initialise ``backbone`` from timm's ImageNet weights (downloaded from the Hugging Face Hub).
 
@@ -64,16 +78,23 @@ def load_timm_weights(backbone: nn.Module, config: MaskFormerConfig) -> None:
     """
     import timm
 
+    from ..pretrained import hub_endpoint_reachable
+
     name = timm_name(config)
+    hint = (f"Offline: train with --no-pretrained (pretrained_backbone=false) for a random initialisation, or "
+            f"fetch the weights elsewhere (`hf download timm/{name}`) into the Hugging Face cache and set "
+            f"HF_HUB_OFFLINE=1")
     try:
-        source = timm.create_model(name, pretrained=True)
+        if not hub_endpoint_reachable():  # no retries: the cache or nothing
+            import huggingface_hub
+
+            with _offline(huggingface_hub):
+                source = timm.create_model(name, pretrained=True)
+        else:
+            source = timm.create_model(name, pretrained=True)
     except Exception as err:  # timm raises several kinds of network errors
-        raise RuntimeError(
-            f"could not download the ImageNet weights {name!r} through timm ({type(err).__name__}: {err}). "
-            "This needs internet access to huggingface.co. Offline, build the model with "
-            "pretrained_backbone=False for a random initialisation, or load a saved MaskFormer with "
-            "MaskFormer.from_pretrained(local_dir)."
-        ) from err
+        raise RuntimeError(f"could not get the ImageNet weights {name!r} through timm "
+                           f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). {hint}") from None
     sd = source.state_dict()
     if config.backbone == "resnet":
         sd = {k: v for k, v in sd.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}

@@ -7,7 +7,7 @@ from .build import DATASETS, build_dataset
 from .coco import COCOInstances, COCOPanoptic, HFPanoptic
 from .collate import IMAGENET_MEAN, IMAGENET_STD, collate, make_sample
 from .folder import HFSegmentationDataset, SegmentationFolder
-from .io import read_image, read_label
+from .io import DataError, MissingFileError, read_image, read_label
 from .palette import distinct_palette
 from .sample import write_ade20k_sample
 from .shapes import Shapes
@@ -26,7 +26,7 @@ __all__ = [
     "ADE20K", "ADE20K_CLASSES", "ADE20K_PALETTE", "colorize", "distinct_palette", "DATASETS", "build_dataset",
     "COCOInstances", "COCOPanoptic", "HFPanoptic",
     "IMAGENET_MEAN", "IMAGENET_STD", "collate", "make_sample",
-    "HFSegmentationDataset", "SegmentationFolder", "read_image", "read_label", "Shapes", "write_ade20k_sample",
+    "HFSegmentationDataset", "SegmentationFolder", "read_image", "read_label", "DataError", "MissingFileError", "Shapes", "write_ade20k_sample",
     "instance_to_targets", "reduce_labels", "semantic_to_targets",
     "ColorJitterSSD", "PadTo", "RandomCropCategoryArea", "ResizeShortestEdge", "eval_transforms", "train_transforms",
     "shortest_edge_size",

@@ -113,6 +113,13 @@ def build_dataset(name: str, split: str, *, root: str | Path | None = None, tran
     if root is not None:
         dataset = ADE20K(root, "training" if split == "train" else "validation", transforms)
     else:
+        from ..pretrained import hub_endpoint_reachable
+        from .ade20k import ADE20K_URL
+
+        if not hub_endpoint_reachable():
+            raise RuntimeError(f"ADE20K without --data-root comes from the Hugging Face Hub (scene_parse_150), which "
+                               f"cannot be reached: download {ADE20K_URL} on a machine with internet, unzip it and "
+                               f"pass --data-root DIR (the ADEChallengeData2016 folder)")
         dataset = ADE20K.from_hub("train" if split == "train" else "validation", transforms)
     return FirstSamples(dataset, num_samples) if num_samples is not None else dataset
 

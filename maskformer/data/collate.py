@@ -40,24 +40,45 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision import tv_tensors
 
-from .targets import instance_to_targets, semantic_to_targets
+from .io import DataError
+from .targets import instance_to_targets, reduce_labels as reduce_label_map, semantic_to_targets
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "make_sample", "collate", "check_labels"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "make_sample", "collate", "check_labels", "check_ignore_index"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def check_labels(semantic: Tensor, num_classes: int, ignore_index: int, name: str) -> None:
-    """Refuse class ids outside `0..num_classes-1` (other than `ignore_index`), naming the file."""
-    bad = (semantic < 0) | ((semantic >= num_classes) & (semantic != ignore_index))
-    if bad.any():
-        values = sorted(set(semantic[bad].unique().tolist()))
+def check_ignore_index(num_classes: int, ignore_index: int, where: str = "maskformer/data") -> None:
+    """Refuse an `ignore_index` that is also a class id: pixels of that class would be ignored without a word."""
+    if 0 <= ignore_index < num_classes:
         raise ValueError(
-            f"maskformer/data: {name} has label values {values[:10]} outside 0..{num_classes - 1} "
-            f"(and {ignore_index} = ignore); fix the label file, pass the right class_names, or set "
-            f"reduce_labels=True if 0 means 'unlabelled' and classes start at 1"
+            f"{where}: ignore_index={ignore_index} is also a class id ({num_classes} classes, 0..{num_classes - 1}), "
+            f"so that class would be ignored; pass an ignore_index outside 0..{num_classes - 1} (e.g. "
+            f"ignore_index=65535 for 16-bit label maps)"
         )
+
+
+def check_labels(semantic: Tensor, num_classes: int, ignore_index: int, name: str, reduce_labels: bool = False) -> None:
+    """Refuse label values that are no class, naming the file and reporting the values as stored in it.
+
+    `semantic` holds the values read from the file. Without `reduce_labels` they must be
+    `0..num_classes-1` or `ignore_index`; with it (0 = unlabelled, class l stored as l + 1, the
+    ADE20K rule) they must be `0..num_classes`.
+    """
+    check_ignore_index(num_classes, ignore_index)
+    if reduce_labels:
+        bad = (semantic < 0) | (semantic > num_classes)
+        expected = f"0..{num_classes} (0 = unlabelled, class l stored as l + 1, as reduce_labels=True reads them)"
+        advice = "or set reduce_labels=False if the classes are stored as 0..K-1"
+    else:
+        bad = (semantic < 0) | ((semantic >= num_classes) & (semantic != ignore_index))
+        expected = f"0..{num_classes - 1} (and {ignore_index} = ignore)"
+        advice = "or set reduce_labels=True if 0 means 'unlabelled' and classes start at 1"
+    if bad.any():
+        values = semantic[bad].unique().tolist()  # sorted
+        raise DataError(f"maskformer/data: {name} has label values {values[:10]} outside {expected}; fix the label "
+                        f"file, pass the right class_names, {advice}")
 
 
 def make_sample(
@@ -67,6 +88,7 @@ def make_sample(
     *,
     num_classes: int | None = None,
     ignore_index: int = 255,
+    reduce_labels: bool = False,
     instance: Tensor | None = None,
     id_to_class: Mapping[int, int] | None = None,
     name: str = "",
@@ -74,21 +96,25 @@ def make_sample(
     """Build a sample (format in the module docstring) from uint8 `image` `[3, H0, W0]` and
     `semantic` `[H0, W0]`.
 
+    With `num_classes`, the values of `semantic` are checked as stored (:func:`check_labels`);
+    `reduce_labels` then maps 0 -> `ignore_index` and l -> l - 1 (the ADE20K rule).
     `transforms` are called as `transforms(image, semantic)` (or `(image, semantic, instance)`)
     on `tv_tensors`. With `instance` and `id_to_class` the targets are one mask per segment
     (instance / panoptic training); otherwise one mask per class (an `instance` map is then only
     carried along, e.g. for panoptic evaluation).
     """
     if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"maskformer/data: {name}: image must be [3, H, W], got {tuple(image.shape)}")
+        raise DataError(f"maskformer/data: {name}: image must be [3, H, W], got {tuple(image.shape)}")
     if image.shape[-2:] != semantic.shape[-2:]:
-        raise ValueError(
+        raise DataError(
             f"maskformer/data: {name}: image size {tuple(image.shape[-2:])} differs from annotation size "
             f"{tuple(semantic.shape[-2:])}; the label must have exactly the image's height and width "
             f"(re-export it, or resize it with nearest-neighbour interpolation)"
         )
     if num_classes is not None:
-        check_labels(semantic, num_classes, ignore_index, name)
+        check_labels(semantic, num_classes, ignore_index, name, reduce_labels)
+    if reduce_labels:
+        semantic = reduce_label_map(semantic, ignore_index)
     original_size = tuple(semantic.shape[-2:])
     inputs = [tv_tensors.Image(image), tv_tensors.Mask(semantic.long())]
     if instance is not None:

@@ -8,7 +8,8 @@ data needs only::
     loader = DataLoader(train, batch_size=8, shuffle=True, collate_fn=collate)
 
 Label PNGs hold class ids `0..K-1` per pixel and 255 for "unlabelled" (or, with
-`reduce_labels=True`, 0 for "unlabelled" and classes from 1, the ADE20K convention).
+`reduce_labels=True`, 0 for "unlabelled" and classes from 1, the ADE20K convention). More than
+255 classes need 16-bit PNGs and an `ignore_index` that is no class, e.g. `ignore_index=65535`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .collate import make_sample
-from .io import image_from_pil, label_from_pil, read_image, read_label
+from .collate import check_ignore_index, make_sample
+from .io import DataError, image_from_pil, label_from_pil, read_image, read_label
 from .palette import distinct_palette
-from .targets import reduce_labels as reduce_label_map
 
 __all__ = ["SegmentationFolder", "HFSegmentationDataset", "IMAGE_EXTENSIONS"]
 
@@ -57,11 +57,11 @@ class SegmentationFolder(Dataset):
         transforms: a `torchvision.transforms.v2` pipeline on (Image, Mask), e.g.
             `train_transforms()` or `eval_transforms()`; None keeps the original size.
         reduce_labels: 0 -> ignore, l -> l-1 (for label files where 0 is "unlabelled").
-        ignore_index: the "unlabelled" value in the (reduced) labels.
+        ignore_index: the "unlabelled" value in the (reduced) labels; it may not be a class id.
         palette: one RGB colour per class for drawing; None picks distinct colours.
 
     Every image must have a label and every label an image; sizes and values are checked when
-    a sample is read, with errors that name the file.
+    a sample is read, with a one-line :class:`~maskformer.data.io.DataError` that names the file.
     """
 
     def __init__(self, images_dir: str | Path, masks_dir: str | Path, class_names: Sequence[str],
@@ -72,6 +72,7 @@ class SegmentationFolder(Dataset):
         self.transforms, self.reduce_labels, self.ignore_index = transforms, reduce_labels, ignore_index
         if not self.class_names:
             raise ValueError("maskformer/data/folder.py: class_names is empty; pass the name of every class id")
+        check_ignore_index(len(self.class_names), ignore_index, "maskformer/data/folder.py")
         self.palette = _palette(palette, len(self.class_names))
         for kind, folder in (("images", self.images_dir), ("labels", self.masks_dir)):
             if not folder.is_dir():
@@ -109,14 +110,12 @@ class SegmentationFolder(Dataset):
         image_path, label_path = self.image_paths[index], self.label_paths[index]
         image, label = read_image(image_path), read_label(label_path)
         if image.shape[-2:] != label.shape:
-            raise ValueError(
+            raise DataError(
                 f"maskformer/data/folder.py: image {image_path} is {tuple(image.shape[-2:])} (H, W) but its label "
                 f"{label_path} is {tuple(label.shape)}; labels must have the image's size (re-export the label, or "
                 f"resize it with nearest-neighbour interpolation)")
-        if self.reduce_labels:
-            label = reduce_label_map(label, self.ignore_index)
-        return make_sample(image, label, self.transforms, num_classes=self.num_classes,
-                           ignore_index=self.ignore_index, name=str(label_path))
+        return make_sample(image, label, self.transforms, num_classes=self.num_classes, ignore_index=self.ignore_index,
+                           reduce_labels=self.reduce_labels, name=str(label_path))
 
 
 def _to_image(value: Any, name: str, label: bool) -> torch.Tensor:
@@ -133,14 +132,14 @@ def _to_image(value: Any, name: str, label: bool) -> torch.Tensor:
     array = torch.as_tensor(np.array(value))
     if label:
         if array.dim() != 2:
-            raise ValueError(f"maskformer/data/folder.py: {name} must be a 2-D label map, got shape {tuple(array.shape)}")
+            raise DataError(f"maskformer/data/folder.py: {name} must be a 2-D label map, got shape {tuple(array.shape)}")
         return array.long()
     if array.dim() == 2:
         array = array[None].expand(3, -1, -1)
     elif array.dim() == 3 and array.shape[-1] in (3, 4):
         array = array[..., :3].permute(2, 0, 1)
     if array.dtype != torch.uint8:
-        raise ValueError(f"maskformer/data/folder.py: {name} has dtype {array.dtype}; pass uint8 RGB images")
+        raise DataError(f"maskformer/data/folder.py: {name} has dtype {array.dtype}; pass uint8 RGB images")
     return array.contiguous()
 
 
@@ -166,6 +165,7 @@ class HFSegmentationDataset(Dataset):
         self.dataset, self.class_names, self.transforms = dataset, list(class_names), transforms
         self.image_column, self.label_column = image_column, label_column
         self.reduce_labels, self.ignore_index = reduce_labels, ignore_index
+        check_ignore_index(len(self.class_names), ignore_index, "maskformer/data/folder.py")
         self.palette = _palette(palette, len(self.class_names))
 
     @property
@@ -180,7 +180,5 @@ class HFSegmentationDataset(Dataset):
         name = f"row {index}"
         image = _to_image(row[self.image_column], f"{name} column {self.image_column!r}", label=False)
         label = _to_image(row[self.label_column], f"{name} column {self.label_column!r}", label=True)
-        if self.reduce_labels:
-            label = reduce_label_map(label, self.ignore_index)
-        return make_sample(image, label, self.transforms, num_classes=self.num_classes,
-                           ignore_index=self.ignore_index, name=name)
+        return make_sample(image, label, self.transforms, num_classes=self.num_classes, ignore_index=self.ignore_index,
+                           reduce_labels=self.reduce_labels, name=name)
