@@ -384,7 +384,8 @@ def evaluate_main(args: argparse.Namespace) -> None:
         results = evaluate_semantic(model, dataset, short_edges=short_edges, max_size=max_size or default_max,
                                     flip=args.flip, batch_size=args.batch_size, device=device, limit=args.limit,
                                     num_workers=args.workers, progress=sys.stderr.isatty(),
-                                    class_names=getattr(dataset, "class_names", None))
+                                    class_names=getattr(dataset, "class_names", None),
+                                    ignore_index=(training_record(model) or {}).get("data", {}).get("ignore_index", 255))
     except USER_ERRORS as err:
         raise Fail("evaluate", err) from None
     print(format_results(results))
@@ -450,8 +451,8 @@ def predict_main(args: argparse.Namespace) -> None:
     short_edge = args.short_edge or (record["data"]["test_short_edge"] if record else 512)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     data = (record or {}).get("data", {})
-    # Stuff classes, merged into one segment each: Shapes' background; other data would need its categories.
-    stuff_ids = [0] if data.get("dataset") == "shapes" else []
+    # Stuff classes, merged into one segment each: as the training data said (Shapes: the background)
+    stuff_ids = (record or {}).get("stuff_ids", [0] if data.get("dataset") == "shapes" else [])
     try:
         written = predict(model, args.images, args.out_dir, task=args.task, short_edge=short_edge,
                           max_size=args.max_size or 4 * short_edge, alpha=args.alpha, device=device,

@@ -18,7 +18,8 @@ What the original configs do (detectron2's ``build_optimizer`` as MaskFormer's `
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -79,9 +80,25 @@ def warmup_poly(step: int, max_iters: int, power: float = 0.9, warmup_iters: int
     return warmup * (1 - min(step, max_iters) / max_iters) ** power
 
 
+def warmup_step(step: int, steps: Sequence[int], gamma: float = 0.1, warmup_iters: int = 0,
+                warmup_factor: float = 1.0) -> float:
+    """detectron2's ``WarmupMultiStepLR`` multiplier at iteration ``step``: the same linear warm-up, times
+    ``gamma`` once for every milestone in ``steps`` already reached (``bisect_right``)."""
+    warmup = 1.0
+    if step < warmup_iters:
+        alpha = step / warmup_iters
+        warmup = warmup_factor * (1 - alpha) + alpha
+    return warmup * gamma ** bisect.bisect_right(list(steps), step)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, max_iters: int, power: float = 0.9, warmup_iters: int = 0,
-                    warmup_factor: float = 1.0) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` of :func:`warmup_poly`; call ``scheduler.step()`` once per optimiser step."""
+                    warmup_factor: float = 1.0, schedule: str = "poly", steps: Sequence[int] = (),
+                    gamma: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR`` of :func:`warmup_poly` (``schedule="poly"``, the ADE20K recipes) or :func:`warmup_step`
+    (``"step"``, the COCO recipes); call ``scheduler.step()`` once per optimiser step."""
+    if schedule == "step":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_step(step, steps, gamma, warmup_iters, warmup_factor))
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_poly(step, max_iters, power, warmup_iters, warmup_factor))
 

@@ -38,6 +38,7 @@ __all__ = ["DataConfig", "SolverConfig", "TrainConfig", "load_config", "CONFIG_D
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 MODEL_PRESETS = ("resnet50", "resnet101", "swin_tiny", "swin_small", "swin_base", "swin_large", "tiny")
 PRECISIONS = ("auto", "fp32", "bf16")
+LR_SCHEDULES = ("poly", "step")
 
 
 @dataclass
@@ -74,7 +75,7 @@ class DataConfig:
     hf_val_split: str | None = "validation"  # None -> hold out val_fraction of the training split
     image_column: str = "image"
     label_column: str = "annotation"
-    ignore_index: int = 255  # the "unlabelled" label value (label PNGs are 8-bit: 0..255)
+    ignore_index: int = 255  # the "unlabelled" label value; with more than 255 classes (16-bit PNGs) e.g. 65535
     # One of TASKS: what the trainer's evaluation reports (mIoU, PQ, AP); Shapes trains one target per shape for
     # "panoptic" and "instance" (orig: MODEL.MASK_FORMER.TEST.PANOPTIC_ON)
     task: str = "semantic"
@@ -108,7 +109,7 @@ class DataConfig:
             ("num_val", self.num_val >= 1, "must be >= 1"),
             ("num_workers", self.num_workers >= 0, "must be >= 0 (0 loads in the main process)"),
             ("val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)"),
-            ("ignore_index", 0 <= self.ignore_index <= 255, "must be in 0..255 (label PNGs are 8-bit)"),
+            ("ignore_index", 0 <= self.ignore_index <= 65535, "must be in 0..65535 (label PNGs are 8- or 16-bit)"),
             ("task", self.task in TASKS, f"must be one of {TASKS}"),
             ("object_mask_threshold", 0 <= self.object_mask_threshold < 1, "must be in [0, 1)"),
             ("overlap_threshold", 0 <= self.overlap_threshold <= 1, "must be in [0, 1]"),
@@ -149,7 +150,12 @@ class SolverConfig:
     max_iters: int = 160_000  # orig: SOLVER.MAX_ITER
     warmup_iters: int = 0  # orig: SOLVER.WARMUP_ITERS (Swin: 1500)
     warmup_factor: float = 1.0  # orig: SOLVER.WARMUP_FACTOR (Swin: 1e-6)
+    # "poly" (orig: LR_SCHEDULER_NAME WarmupPolyLR, the ADE20K configs) or "step" (WarmupMultiStepLR, detectron2's
+    # default and the COCO configs': the rate is multiplied by lr_gamma at each of lr_steps)
+    lr_schedule: str = "poly"
     poly_power: float = 0.9  # orig: SOLVER.POLY_LR_POWER
+    lr_steps: tuple[int, ...] = ()  # orig: SOLVER.STEPS (lr_schedule "step")
+    lr_gamma: float = 0.1  # orig: SOLVER.GAMMA (lr_schedule "step")
     clip_grad_norm: float | None = 0.01  # orig: SOLVER.CLIP_GRADIENTS (full_model, CLIP_VALUE 0.01)
     grad_accum_steps: int = 1  # micro-batches per optimiser step (same result, less memory)
     # One of PRECISIONS: "fp32"; "bf16" (autocast); "auto": bf16 on CUDA, fp32 on CPU. The original trained in
@@ -173,6 +179,10 @@ class SolverConfig:
             ("warmup_iters", self.warmup_iters >= 0, "must be >= 0"),
             ("warmup_factor", 0 < self.warmup_factor <= 1, "must be in (0, 1] (the first step's fraction of lr)"),
             ("poly_power", self.poly_power >= 0, "must be >= 0"),
+            ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"must be one of {LR_SCHEDULES}"),
+            ("lr_steps", list(self.lr_steps) == sorted(self.lr_steps) and all(s >= 1 for s in self.lr_steps),
+             "must be increasing iterations >= 1"),
+            ("lr_gamma", 0 < self.lr_gamma <= 1, "must be in (0, 1]"),
             ("clip_grad_norm", self.clip_grad_norm is None or self.clip_grad_norm > 0,
              "must be > 0, or null for no clipping"),
             ("precision", self.precision in PRECISIONS, f"must be one of {PRECISIONS}"),

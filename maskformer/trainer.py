@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -130,9 +131,12 @@ class Trainer:
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
         self.criterion = build_criterion(config.model).to(self.device)
+        if hasattr(self.criterion, "ignore_index"):  # the per-pixel losses read the data's unlabelled value
+            self.criterion.ignore_index = config.data.ignore_index
         self.optimizer = build_optimizer(self.model, s.lr, s.weight_decay, s.backbone_multiplier,
                                          s.weight_decay_norm, s.weight_decay_embed)
-        self.scheduler = build_scheduler(self.optimizer, s.max_iters, s.poly_power, s.warmup_iters, s.warmup_factor)
+        self.scheduler = build_scheduler(self.optimizer, s.max_iters, s.poly_power, s.warmup_iters, s.warmup_factor,
+                                         s.lr_schedule, s.lr_steps, s.lr_gamma)
         self.ddp = None
         if self.world_size > 1:
             self.ddp = nn.parallel.DistributedDataParallel(
@@ -161,6 +165,9 @@ class Trainer:
         if names is not None and config.id2label is None:
             config.id2label = {i: str(n) for i, n in enumerate(names)}
         config.extra["training"] = {"data": dataclasses.asdict(self.cfg.data), "seed": self.cfg.seed}
+        stuff = getattr(dataset, "stuff_ids", None)
+        if stuff is not None:  # panoptic inference merges each stuff class into one segment
+            config.extra["training"]["stuff_ids"] = [int(i) for i in stuff]
 
     def _loader(self) -> DataLoader:
         s = self.cfg.solver
@@ -168,7 +175,8 @@ class Trainer:
                                    self.rank, self.world_size, s.grad_accum_steps)
         workers = self.cfg.data.num_workers
         # its own generator: DataLoader draws a worker seed when it starts, which must not move the global one
-        return DataLoader(SeededSamples(self.train_dataset), batch_sampler=sampler, collate_fn=collate,
+        return DataLoader(SeededSamples(self.train_dataset), batch_sampler=sampler,
+                          collate_fn=functools.partial(collate, ignore_index=self.cfg.data.ignore_index),
                           generator=torch.Generator().manual_seed(self.cfg.seed),
                           num_workers=workers, persistent_workers=False, pin_memory=self.device.type == "cuda",
                           prefetch_factor=2 if workers else None)
@@ -464,7 +472,7 @@ class Trainer:
             names = getattr(self.val_dataset, "class_names", None)
             results = evaluate_semantic(self.model, self.val_dataset, short_edges=(d.test_short_edge,),
                                         max_size=d.test_max_size, device=self.device, class_names=names,
-                                        progress=self._bar is not None)
+                                        ignore_index=d.ignore_index, progress=self._bar is not None)
             record = {"step": self.step, "mIoU": results["mIoU"], "pixel_accuracy": results.get("pixel_accuracy")}
             line = f"step {self.step}: mIoU {100 * results['mIoU']:.2f}"
             if d.task != "semantic":  # panoptic: also COCO PQ; instance: also COCO mask AP (maskformer.evaluation)

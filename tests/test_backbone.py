@@ -61,7 +61,7 @@ def test_offline_pretrained_backbone_says_what_to_do(monkeypatch):
 
     monkeypatch.setattr(timm, "create_model", offline)
     config = MaskFormerConfig.tiny(backbone="resnet", resnet_depths=(3, 4, 6, 3))
-    with pytest.raises(RuntimeError, match="pretrained_backbone=False"):
+    with pytest.raises(RuntimeError, match="--no-pretrained \\(pretrained_backbone=false\\)"):
         load_timm_weights(build_backbone(config), config)
 
 

@@ -97,6 +97,7 @@ CASES = [
     ("unknown-model-field", ["train", "model.num_querys=5"], ["num_querys", "num_queries"]),
     ("unknown-solver-field", ["train", "solver.learning_rate=1"], ["learning_rate", "known"]),
     ("batch-size-zero", ["train", "solver.batch_size=0"], ["solver.batch_size", "0"]),
+    ("lr-schedule-unknown", ["train", "solver.lr_schedule=cosine"], ["solver.lr_schedule", "cosine", "poly"]),
     ("negative-lr-flag", ["train", "--lr", "-1"], ["solver.lr", "-1"]),
     ("override-without-value", ["train", "solver.lr"], ["solver.lr", "section.field=value"]),
     ("no-such-config", ["train", "--config", "nope"], ["nope", "shipped"]),

@@ -78,6 +78,7 @@ def test_model_knows_its_classes_and_evaluate_reproduces_training(tmp_path, caps
     main(["train", "--output-dir", str(run), *TINY])
     config = json.loads((run / "model" / "config.json").read_text())
     assert config["id2label"]["0"] == "background" and len(config["id2label"]) == 7
+    assert config["extra"]["training"]["stuff_ids"] == [0]  # predict --task panoptic merges the background
     capsys.readouterr()
     main(["evaluate", "--checkpoint", str(run / "model"), "--out", str(tmp_path / "r.json")])
     results = json.loads((tmp_path / "r.json").read_text())
@@ -144,3 +145,40 @@ def test_one_unit_and_evaluation_lines_above_the_bar(tmp_path, capsys):
     assert f"step 2: mIoU {100 * miou:.2f} on 2 validation images\n" in out  # a whole line, in percent
     assert f"mIoU            {100 * miou:.2f}" in out  # the final table: the same unit
     assert "train:" in err  # the bar itself went to stderr
+
+
+def test_more_than_255_classes_with_16_bit_labels(tmp_path):
+    """data.ignore_index reaches the augmentation's padding, the batch padding and the metrics, so that
+    class 255 stays a class when the labels are 16-bit and the unlabelled value is 65535."""
+    import numpy as np
+    from PIL import Image
+
+    from maskformer.recipes import load_config
+    from maskformer.trainer import Trainer
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        label = np.full((30, 30), 255 + i, np.uint16)  # class 255 (and 256, 257) on the top half
+        label[15:] = 299
+        Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8)).save(root / "images" / f"{i}.png")
+        Image.fromarray(label).save(root / "labels" / f"{i}.png")
+    (root / "classes.txt").write_text("\n".join(f"c{k}" for k in range(300)))
+    cfg = load_config("shapes/maskformer_tiny", ["model.num_classes=300", "data.num_workers=0", "data.crop_size=40",
+                                                 "data.ignore_index=65535", "solver.batch_size=2", "solver.max_iters=1",
+                                                 "data.test_short_edge=30", "data.test_max_size=30", "eval_period=0",
+                                                 f"output_dir={tmp_path / 'run'}"],
+                      {"data.dataset": "folder", "data.images": str(root / "images"),
+                       "data.labels": str(root / "labels"), "data.classes": str(root / "classes.txt"),
+                       "data.val_fraction": 0.34})
+    trainer = Trainer(cfg, progress=False)
+    batch = next(iter(trainer._loader()))
+    semantic = batch["semantic"]
+    assert (semantic == 65535).any()  # the batch padding from 40 to 64 pixels
+    assert set(semantic.unique().tolist()) <= {255, 256, 257, 299, 65535}
+    assert (semantic == 255).sum() + (semantic == 256).sum() + (semantic == 257).sum() > 0  # class 255.. kept
+    assert any(255 <= int(label) <= 257 for t in batch["targets"] for label in t["labels"])
+    results = trainer.train()
+    assert 0.0 <= results["mIoU"] <= 1.0

@@ -63,7 +63,7 @@ BAD = [
     (["data.dataset=hf"], "data.hf_name", "None", "must name the dataset"),
     (["data.images=photos"], "data.images", "'photos'", "only read with data.dataset=folder"),
     (["data.val_fraction=1"], "data.val_fraction", "1.0", "must be in (0, 1)"),
-    (["data.ignore_index=-1"], "data.ignore_index", "-1", "must be in 0..255"),
+    (["data.ignore_index=-1"], "data.ignore_index", "-1", "must be in 0..65535"),
     # the run
     (["log_period=0"], "log_period", "0", "must be >= 1"),
     (["eval_period=-1"], "eval_period", "-1", "must be >= 0"),

@@ -262,6 +262,12 @@ def test_build_ade20k_offline_message(monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach the Hugging Face Hub")
 
+    import maskformer.pretrained
+
     monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(maskformer.pretrained, "hub_endpoint_reachable", lambda: True)  # the load itself fails
     with pytest.raises(RuntimeError, match=r"could not load 'scene_parse_150'.*ADE20K\(root"):
+        build_dataset("ade20k", "val")
+    monkeypatch.setattr(maskformer.pretrained, "hub_endpoint_reachable", lambda: False)  # offline: at once
+    with pytest.raises(RuntimeError, match=r"cannot be reached.*--data-root DIR"):
         build_dataset("ade20k", "val")

@@ -74,3 +74,29 @@ def test_full_model_clipping_bounds_the_joint_norm():
     after = math.sqrt(sum(float(p.grad.square().sum()) for p in params))
     assert after == pytest.approx(0.01, rel=1e-4)
     assert clip_grad_norm(params, None) is None
+
+
+def test_step_schedule_is_detectron2_warmup_multistep():
+    """WarmupMultiStepLR: linear warm-up, then x gamma at each milestone reached (bisect_right: at the step itself)."""
+    from maskformer.optim import build_scheduler, warmup_step
+
+    assert warmup_step(0, (5, 8), 0.1, warmup_iters=4, warmup_factor=0.2) == pytest.approx(0.2)
+    assert warmup_step(2, (5, 8), 0.1, warmup_iters=4, warmup_factor=0.2) == pytest.approx(0.2 * 0.5 + 0.5)
+    assert [warmup_step(s, (5, 8), 0.1) for s in (4, 5, 7, 8, 20)] == pytest.approx([1, 0.1, 0.1, 0.01, 0.01])
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = build_scheduler(optimizer, 10, warmup_iters=0, schedule="step", steps=(3,), gamma=0.5)
+    lrs = []
+    for _ in range(5):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([1, 1, 1, 0.5, 0.5])
+
+
+def test_coco_configs_use_the_step_schedule():
+    from maskformer.recipes import load_config
+
+    s = load_config("coco-panoptic/maskformer_panoptic_R50_bs64_554k").solver
+    assert (s.lr_schedule, s.lr_steps, s.lr_gamma, s.max_iters) == ("step", (369600,), 0.1, 554400)
+    assert load_config("ade20k-150/maskformer_R50_bs16_160k").solver.lr_schedule == "poly"

@@ -144,7 +144,8 @@ def train_augmentation(data) -> Callable:
         from .coco_transforms import detr_panoptic_transforms
 
         return detr_panoptic_transforms(data.train_short_edges, data.max_size, tuple(data.crop_range))
-    tf = train_transforms(data.crop_size, max_size=data.max_size, single_category_max_area=data.single_category_max_area)
+    tf = train_transforms(data.crop_size, max_size=data.max_size, single_category_max_area=data.single_category_max_area,
+                          ignore_index=data.ignore_index)  # crop statistics and padding use the data's ignore value
     if not data.color_aug_ssd:
         tf = v2.Compose([t for t in tf.transforms if not isinstance(t, ColorJitterSSD)])
     return tf
