@@ -110,7 +110,7 @@ def test_swin_mlp_in_token_blocks_gives_the_same_numbers(monkeypatch, training):
         outputs.append(net(images))
     for other in outputs[1:]:
         for a, b in zip(outputs[0], other):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)  # float rounding of other matmul shapes (seen: 1.2e-6 on torch 2.4)
 
 
 def test_frozen_batchnorm_is_eval_batchnorm():

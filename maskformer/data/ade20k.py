@@ -1,4 +1,5 @@
-"""ADE20K-150 (SceneParsing): the 150 classes, the benchmark palette, the dataset (REFERENCE §4).
+"""ADE20K-150 (SceneParsing): the 150 classes, the benchmark palette, the dataset (paper §4; detectron2's
+`ade20k_sem_seg_*` registration in `detectron2/data/datasets/builtin.py`).
 
 Layout of the official archive (http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip)::
 

@@ -1,4 +1,5 @@
-"""The original ADE20K augmentation, on `torchvision.transforms.v2` and `tv_tensors` (REFERENCE §5).
+"""The original ADE20K augmentation, on `torchvision.transforms.v2` and `tv_tensors` (the `INPUT.*` keys
+of the original `Base-ADE20K-150.yaml`).
 
 Every transform here takes an image (`tv_tensors.Image`, uint8 `[3, H, W]`) and any number of
 label maps (`tv_tensors.Mask`, `[H, W]`) and moves them together: masks are resized with nearest
@@ -301,7 +302,7 @@ class PadTo(_Transform):
 
 def train_transforms(crop_size: int = 512, short_edges: Sequence[int] | None = None, max_size: int = 2048,
                      single_category_max_area: float = 1.0, ignore_index: int = 255) -> v2.Compose:
-    """The original ADE20K training augmentation (REFERENCE §5).
+    """The original ADE20K training augmentation (`INPUT.*` of the original `Base-ADE20K-150.yaml`).
 
     `short_edges` defaults to `crop_size x (0.5, 0.6, ..., 2.0)` (256..1024 for 512; the Swin-B/L
     640 recipe: `train_transforms(640, max_size=2560)`).
