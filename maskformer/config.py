@@ -27,8 +27,8 @@ ARCHITECTURES = ("maskformer", "per_pixel", "per_pixel_plus")
 MATCHINGS = ("bipartite", "fixed")
 MASK_LOSSES = ("focal_dice", "bce_dice")
 PER_PIXEL_LOSSES = ("cross_entropy", "focal_dice")
-TRANSFORMER_IN_FEATURES = ("res5", "pixel_embedding")
-PIXEL_DECODERS = ("fpn", "msdeformattn")
+TRANSFORMER_IN_FEATURES = ("res5", "pixel_embedding", "transformer_encoder")
+PIXEL_DECODERS = ("fpn", "msdeformattn", "transformer_encoder")
 
 
 # ---- checking config values --------------------------------------------------------------------
@@ -201,7 +201,8 @@ class MaskFormerConfig:
     # ---- transformer decoder (DETR) ------------------------------------------------------------
     # What the decoder's queries attend to (orig: MASK_FORMER.TRANSFORMER_IN_FEATURE): "res5", the backbone's
     # stride-32 map (every published model), or "pixel_embedding", the pixel decoder's stride-4 mask features,
-    # which suits small inputs where res5 is only a few cells wide (the Shapes recipe: 2x2 at 64 px).
+    # which suits small inputs where res5 is only a few cells wide (the Shapes recipe: 2x2 at 64 px), or
+    # "transformer_encoder", the output of the "+6 Enc" pixel decoder's encoder (pixel_decoder "transformer_encoder").
     transformer_in_feature: str = "res5"
     hidden_dim: int = 256  # paper §4: d_model 256
     num_queries: int = 100  # paper §4: N = 100 queries
@@ -246,8 +247,11 @@ class MaskFormerConfig:
     cross_attention_first: bool = False  # §3.2.2: cross-attention before self-attention in every decoder layer
     learnable_query_features: bool = False  # §3.2.2: learned initial query features, supervised by a prediction before layer 1
     enforce_input_projection: bool = False  # orig: MASK_FORMER.ENFORCE_INPUT_PROJ (multi-scale maps projected even at equal widths)
-    pixel_decoder: str = "fpn"  # "fpn" (MaskFormer) or "msdeformattn" (§4; orig: SEM_SEG_HEAD.PIXEL_DECODER_NAME)
-    pixel_decoder_layers: int = 6  # MSDeformAttn encoder layers (orig: SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS)
+    # "fpn" (MaskFormer), "transformer_encoder" (MaskFormer's "+6 Enc": a DETR encoder on res5 before the FPN, the
+    # panoptic R50/R101 models of paper Table 3; its heads, FFN width and dropout are the decoder's) or "msdeformattn"
+    # (Mask2Former §4). orig: SEM_SEG_HEAD.PIXEL_DECODER_NAME
+    pixel_decoder: str = "fpn"
+    pixel_decoder_layers: int = 6  # encoder layers of either encoder (orig: SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS)
     pixel_decoder_ffn_dim: int = 1024  # MSDeformAttn encoder FFN width (orig: 1024, fixed in msdeformattn.py)
     pixel_decoder_points: int = 4  # sampling points per head and level (orig: 4, fixed in msdeformattn.py)
 
@@ -313,6 +317,13 @@ class MaskFormerConfig:
             ("pixel_decoder_points", self.pixel_decoder_points >= 1, "must be >= 1"),
             ("transformer_in_feature", not self.multi_scale_features or self.transformer_in_feature == "res5",
              "must stay res5 with model.multi_scale_features=true (the decoder then reads the pixel decoder's maps)"),
+            ("transformer_in_feature", (self.transformer_in_feature == "transformer_encoder")
+             <= (self.pixel_decoder == "transformer_encoder"),
+             "can be transformer_encoder only with model.pixel_decoder=transformer_encoder (the encoder it reads)"),
+            ("pixel_decoder", self.architecture == "maskformer" or self.pixel_decoder == "fpn",
+             f"must be fpn with model.architecture={self.architecture} (the baselines keep MaskFormer's FPN)"),
+            ("num_heads", self.pixel_decoder != "transformer_encoder" or self.fpn_dim % self.num_heads == 0,
+             f"must divide model.fpn_dim={self.fpn_dim} with model.pixel_decoder=transformer_encoder (its encoder's width)"),
             ("matching", self.matching in MATCHINGS, f"must be one of {MATCHINGS}"),
             ("mask_loss", self.mask_loss in MASK_LOSSES, f"must be one of {MASK_LOSSES}"),
             ("per_pixel_loss", self.per_pixel_loss in PER_PIXEL_LOSSES, f"must be one of {PER_PIXEL_LOSSES}"),

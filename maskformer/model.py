@@ -21,7 +21,7 @@ from .config import MaskFormerConfig
 from .outputs import MaskFormerOutput
 from .pretrained import PretrainedMixin
 from .msdeform_pixel_decoder import MSDeformAttnPixelDecoder
-from .pixel_decoder import PixelDecoder
+from .pixel_decoder import PixelDecoder, TransformerEncoderPixelDecoder
 from .transformer_decoder import TransformerDecoder
 
 
@@ -93,7 +93,8 @@ class MaskFormer(PretrainedMixin, nn.Module):
             in_channels, num_levels = config.fpn_dim, 3
         else:  # the original projects with a 1x1 conv only when the channels differ; we always do (convert.py
             # loads an identity where a checkpoint has none)
-            in_channels = channels[-1] if config.transformer_in_feature == "res5" else config.mask_dim
+            in_channels = {"res5": channels[-1], "pixel_embedding": config.mask_dim,
+                           "transformer_encoder": config.fpn_dim}[config.transformer_in_feature]
             num_levels = 1
         self.transformer = TransformerDecoder(
             in_channels, config.hidden_dim, config.num_queries, config.num_heads, config.dim_feedforward,
@@ -120,7 +121,12 @@ class MaskFormer(PretrainedMixin, nn.Module):
         cfg = self.config
         B = images.shape[0]  # images: [B, 3, H, W]
         features = self.backbone(images)  # [res2, res3, res4, res5]
-        maps = self.pixel_decoder.maps(features)  # [1/32, 1/16, 1/8, 1/4], coarse to fine
+        encoded = None  # the "+6 Enc" pixel decoder's encoder output, when the queries attend to it
+        if cfg.transformer_in_feature == "transformer_encoder":
+            encoded = self.pixel_decoder.encode(features[-1])
+            maps = self.pixel_decoder.maps(features, encoded)
+        else:
+            maps = self.pixel_decoder.maps(features)  # [1/32, 1/16, 1/8, 1/4], coarse to fine
         conv = self.pixel_decoder.mask_features  # its last layer, whose input is maps[-1]
         # Masked attention resizes the per-pixel embeddings; a 1x1 conv commutes with that, so MSDeformAttn's
         # embeddings need not exist whole (the mask head folds into the conv), FPN's 3x3 ones do.
@@ -131,7 +137,8 @@ class MaskFormer(PretrainedMixin, nn.Module):
         if cfg.multi_scale_features:
             memory = maps[:3]
         else:
-            memory = pixel_embedding if cfg.transformer_in_feature == "pixel_embedding" else features[-1]
+            memory = {"res5": features[-1], "pixel_embedding": pixel_embedding,
+                      "transformer_encoder": encoded}[cfg.transformer_in_feature]
         mask_fn = None
         if cfg.masked_attention:
             mask_fn = (AttentionMasks(self.mask_embed, pixel_embedding) if pixel_embedding is not None
@@ -153,11 +160,14 @@ class MaskFormer(PretrainedMixin, nn.Module):
 
 
 def build_pixel_decoder(config: MaskFormerConfig, channels: tuple[int, ...]) -> nn.Module:
-    """The pixel decoder ``config.pixel_decoder`` names: MaskFormer's FPN or Mask2Former's MSDeformAttn."""
+    """The pixel decoder ``config.pixel_decoder`` names: MaskFormer's FPN, its "+6 Enc" variant, or Mask2Former's MSDeformAttn."""
     if config.pixel_decoder == "msdeformattn":
         return MSDeformAttnPixelDecoder(channels, config.fpn_dim, config.mask_dim, config.pixel_decoder_layers,
                                         config.num_heads, config.pixel_decoder_ffn_dim, config.dropout,
                                         config.pixel_decoder_points)
+    if config.pixel_decoder == "transformer_encoder":
+        return TransformerEncoderPixelDecoder(channels, config.fpn_dim, config.mask_dim, config.pixel_decoder_layers,
+                                              config.num_heads, config.dim_feedforward, config.dropout)
     return PixelDecoder(channels, config.fpn_dim, config.mask_dim)
 
 
