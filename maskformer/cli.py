@@ -178,7 +178,7 @@ TRAIN_FLAGS = (
     ("dataset", "data.dataset", str), ("data_root", "data.root", str), ("images", "data.images", str),
     ("labels", "data.labels", str), ("classes", "data.classes", str), ("val_images", "data.val_images", str),
     ("val_labels", "data.val_labels", str), ("val_fraction", "data.val_fraction", float),
-    ("hf_name", "data.hf_name", str), ("output_dir", "output_dir", str), ("max_iters", "solver.max_iters", int),
+    ("hf_name", "data.hf_name", str), ("categories", "data.categories", str), ("output_dir", "output_dir", str), ("max_iters", "solver.max_iters", int),
     ("batch_size", "solver.batch_size", int), ("lr", "solver.lr", float), ("device", "device", str),
 )
 
@@ -202,8 +202,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--val-fraction", type=float, help="--dataset folder without --val-images: share held out")
     data.add_argument("--reduce-labels", action="store_true",
                       help="label 0 means unlabelled and classes start at 1 (ADE20K's convention)")
-    data.add_argument("--hf-name", help="--dataset hf: a Hub dataset name, or a folder written by "
+    data.add_argument("--hf-name", help="--dataset hf/hf_panoptic: a Hub dataset name, or a folder written by "
                                         "datasets' save_to_disk (works offline)")
+    data.add_argument("--categories", help="--dataset hf_panoptic: a COCO panoptic JSON whose 'categories' "
+                                           "(id, name, isthing) the rows' segments_info refer to")
     parser.add_argument("--output-dir", help="override output_dir")
     parser.add_argument("--max-iters", type=int, help="override solver.max_iters")
     parser.add_argument("--batch-size", type=int, help="override solver.batch_size (all processes together)")

@@ -52,12 +52,18 @@ def smooth(values: Sequence[float], window: int | None = None) -> list[float]:
     return out
 
 
+# The validation scores the right panel draws when a record has them: (line style, colour).
+SCORE_STYLES = {"mIoU": ("o-", "tab:green"), "PQ": ("s-", "tab:purple"), "PQ_th": ("s--", "tab:red"),
+                "PQ_st": ("s:", "tab:brown"), "AP": ("^-", "tab:orange"), "AP50": ("^--", "tab:olive")}
+
+
 def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike | None = None,
                          title: str = "", axes=None):
-    """Loss (per logged step, and smoothed) and validation mIoU against the step.
+    """Loss (per logged step, and smoothed) and the validation scores against the step.
 
     ``history`` is a list of records as in ``metrics.jsonl``: training records have ``loss``
-    (or ``loss_avg``), evaluation records ``mIoU``. Writes a PNG to ``path`` when given; draws
+    (or ``loss_avg``), evaluation records ``mIoU`` and, for panoptic or instance runs, COCO ``PQ``
+    (with ``PQ_th``, ``PQ_st``) or mask ``AP`` (with ``AP50``), all drawn in % on the right panel. Writes a PNG to ``path`` when given; draws
     into ``axes`` (two matplotlib axes) when given, otherwise a new figure. Returns the figure.
     """
     train = [r for r in history if "loss" in r or "loss_avg" in r]
@@ -85,10 +91,18 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathL
         ax_loss.set_yscale("log")
         ax_loss.legend()
     ax_loss.set(xlabel="step", ylabel="training loss", title="loss")
-    if evals:
-        ax_iou.plot([r["step"] for r in evals], [100 * r["mIoU"] for r in evals], "o-", color="tab:green")
+    drawn = []
+    for key, style in SCORE_STYLES.items():
+        points = [(r["step"], 100 * r[key]) for r in evals if r.get(key) is not None]
+        if points:
+            ax_iou.plot(*zip(*points), style[0], color=style[1], label=key)
+            drawn.append(key)
+    if drawn:
         ax_iou.set_ylim(0, 100)
-    ax_iou.set(xlabel="step", ylabel="mIoU (%)", title="validation mIoU")
+    if len(drawn) > 1:
+        ax_iou.legend(fontsize=8)
+    ax_iou.set(xlabel="step", ylabel=f"{drawn[0] if len(drawn) == 1 else 'score'} (%)",
+               title="validation " + ("mIoU" if len(drawn) <= 1 else ", ".join(k for k in drawn if "_" not in k)))
     for ax in axes:
         ax.grid(alpha=0.3)
     if title:

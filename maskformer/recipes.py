@@ -74,7 +74,12 @@ class DataConfig:
     hf_train_split: str = "train"
     hf_val_split: str | None = "validation"  # None -> hold out val_fraction of the training split
     image_column: str = "image"
-    label_column: str = "annotation"
+    label_column: str = "annotation"  # hf: the label maps
+    # hf_panoptic: rows with an RGB-encoded panoptic PNG and its segments_info (id, category_id, iscrowd), as the
+    # COCO panoptic format; the categories (id, name, isthing) come from a JSON file, as the Hub keeps them outside
+    panoptic_column: str = "label"
+    segments_column: str = "segments_info"
+    categories: str | None = None  # hf_panoptic: a COCO panoptic JSON (its "categories") or a JSON category list
     ignore_index: int = 255  # the "unlabelled" label value; with more than 255 classes (16-bit PNGs) e.g. 65535
     # One of TASKS: what the trainer's evaluation reports (mIoU, PQ, AP); Shapes trains one target per shape for
     # "panoptic" and "instance" (orig: MODEL.MASK_FORMER.TEST.PANOPTIC_ON)
@@ -127,15 +132,20 @@ class DataConfig:
                 ("val_images", (self.val_images is None) == (self.val_labels is None),
                  f"comes with data.val_labels (both or neither), got data.val_labels={self.val_labels!r}"),
             ])
-        if self.dataset == "hf":
+        if self.dataset in ("hf", "hf_panoptic"):
             check_values(self, "data", [
                 ("hf_name", self.hf_name is not None,
-                 "must name the dataset for data.dataset='hf' (a Hub name or a saved directory)"),
+                 f"must name the dataset for data.dataset={self.dataset!r} (a Hub name or a saved directory)"),
             ])
-        owners = {"images": "folder", "labels": "folder", "val_images": "folder", "val_labels": "folder",
-                  "hf_name": "hf"}
-        check_values(self, "data", [(name, getattr(self, name) is None or self.dataset == owner,
-                                     f"is only read with data.dataset={owner}, not {self.dataset!r}")
+        if self.dataset == "hf_panoptic":
+            check_values(self, "data", [
+                ("categories", self.categories is not None,
+                 "must name a COCO panoptic JSON (or a JSON list of {id, name, isthing}) for data.dataset='hf_panoptic'"),
+            ])
+        owners = {"images": ("folder",), "labels": ("folder",), "val_images": ("folder",), "val_labels": ("folder",),
+                  "hf_name": ("hf", "hf_panoptic"), "categories": ("hf_panoptic",)}
+        check_values(self, "data", [(name, getattr(self, name) is None or self.dataset in owner,
+                                     f"is only read with data.dataset={' or '.join(owner)}, not {self.dataset!r}")
                                     for name, owner in owners.items()])
 
 

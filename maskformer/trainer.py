@@ -165,7 +165,10 @@ class Trainer:
         if names is not None and config.id2label is None:
             config.id2label = {i: str(n) for i, n in enumerate(names)}
         config.extra["training"] = {"data": dataclasses.asdict(self.cfg.data), "seed": self.cfg.seed}
-        stuff = getattr(dataset, "stuff_ids", None)
+        base = dataset
+        while isinstance(base, torch.utils.data.Subset):  # FirstSamples, held-out splits: the attributes are below
+            base = base.dataset
+        stuff = getattr(base, "stuff_ids", None)
         if stuff is not None:  # panoptic inference merges each stuff class into one segment
             config.extra["training"]["stuff_ids"] = [int(i) for i in stuff]
 
@@ -512,6 +515,6 @@ def _plain(value: Any) -> Any:
 def _tensorboard_tag(key: str) -> str:
     if key.startswith("loss"):
         return f"train/{key}"
-    if key in ("mIoU", "pixel_accuracy"):
+    if key in ("mIoU", "pixel_accuracy", "PQ", "PQ_th", "PQ_st", "AP", "AP50"):
         return f"val/{key}"
     return f"misc/{key}"

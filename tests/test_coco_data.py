@@ -268,3 +268,48 @@ def test_hf_panoptic_rows_give_the_same_samples(tree):
     broken = rows.map(lambda row: {"segments_info": row["segments_info"][1:]})
     with pytest.raises(DataError, match="row 0 'label' holds segment ids"):
         HFPanoptic(broken, content["categories"])[0]
+
+
+def test_hf_panoptic_trains_from_a_saved_dataset_and_reports_pq(tree, tmp_path, capsys):
+    # --dataset hf_panoptic: rows saved with save_to_disk (what the Hub's panoptic datasets give), the categories
+    # from the panoptic JSON; a few steps of panoptic training, evaluated by the COCO rules (PQ)
+    datasets = pytest.importorskip("datasets")
+    from maskformer.cli import main
+
+    content = json.loads((tree / PANOPTIC_JSON).read_text())
+
+    def rows(annotations):
+        return datasets.Dataset.from_dict({
+            "image": [Image.open(tree / IMAGES / a["file_name"]).convert("RGB") for a in annotations],
+            "label": [Image.open(tree / PNGS / a["file_name"]).convert("RGB") for a in annotations],
+            "segments_info": [[{k: s[k] for k in ("id", "category_id", "iscrowd")} for s in a["segments_info"]]
+                              for a in annotations]})
+
+    datasets.DatasetDict(train=rows(content["annotations"][:6]), validation=rows(content["annotations"][6:])
+                         ).save_to_disk(str(tmp_path / "saved"))
+    main(["train", "--config", "shapes/maskformer_panoptic_tiny", "--dataset", "hf_panoptic",
+          "--hf-name", str(tmp_path / "saved"), "--categories", str(tree / PANOPTIC_JSON), "--output-dir",
+          str(tmp_path / "run"), "--max-iters", "2", "--batch-size", "2", "--progress", "lines", "data.num_workers=0",
+          "data.augmentation=detr_panoptic", "data.train_short_edges=[48]", "data.crop_range=[32,48]",
+          "data.max_size=64", "data.test_short_edge=48", "data.test_max_size=64", "eval_period=0", "checkpoint_period=0"])
+    out = capsys.readouterr().out
+    assert "on 6 images" in out and "PQ" in out and "on 2 validation images" in out
+    record = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert 0 <= record["PQ"] <= 1 and "PQ_st" in record
+    saved = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert saved["extra"]["training"]["stuff_ids"] == [6]  # the JSON's one stuff category, contiguous id 6
+
+
+def test_hf_panoptic_needs_its_categories(tmp_path):
+    from maskformer.recipes import load_config
+
+    with pytest.raises(ValueError, match="data.categories") as info:
+        load_config("shapes/maskformer_panoptic_tiny", ["data.dataset=hf_panoptic", "data.hf_name=x"])
+    assert "\n" not in str(info.value)
+    from maskformer.data.build import read_categories
+
+    (tmp_path / "bad.json").write_text('{"images": []}')
+    with pytest.raises(ValueError, match="holds no category list"):
+        read_categories(str(tmp_path / "bad.json"))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        read_categories(str(tmp_path / "missing.json"))

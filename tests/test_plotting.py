@@ -38,3 +38,25 @@ def test_curves_png(tmp_path):
     history = [{"step": i + 1, "loss": v} for i, v in enumerate(noisy)] + [{"step": 40, "mIoU": 0.5}]
     plot_training_curves(history, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_panoptic_and_instance_scores_are_drawn_next_to_miou():
+    history = [{"step": 10, "loss": 3.0}, {"step": 20, "loss": 2.0},
+               {"step": 10, "mIoU": 0.4, "PQ": 0.3, "PQ_th": 0.2, "PQ_st": 0.5},
+               {"step": 20, "mIoU": 0.6, "PQ": 0.45, "PQ_th": 0.4, "PQ_st": 0.6}]
+    fig = plot_training_curves(history)
+    scores = fig.axes[1]
+    lines = {line.get_label(): list(line.get_ydata()) for line in scores.get_lines()}
+    assert lines == {"mIoU": [40.0, 60.0], "PQ": [30.0, 45.0], "PQ_th": [20.0, 40.0], "PQ_st": [50.0, 60.0]}
+    assert scores.get_title() == "validation mIoU, PQ" and scores.get_legend() is not None
+    instance = plot_training_curves([{"step": 5, "mIoU": 0.5, "AP": 0.25, "AP50": 0.5}]).axes[1]
+    assert {line.get_label() for line in instance.get_lines()} == {"mIoU", "AP", "AP50"}
+    semantic = plot_training_curves([{"step": 5, "mIoU": 0.5}]).axes[1]
+    assert semantic.get_title() == "validation mIoU" and semantic.get_ylabel() == "mIoU (%)"
+
+
+def test_tensorboard_puts_the_coco_scores_with_the_validation_scores():
+    from maskformer.trainer import _tensorboard_tag
+
+    assert [_tensorboard_tag(k) for k in ("loss_ce", "mIoU", "PQ", "PQ_st", "AP50", "lr")] == [
+        "train/loss_ce", "val/mIoU", "val/PQ", "val/PQ_st", "val/AP50", "misc/lr"]

@@ -26,7 +26,7 @@ __all__ = ["build_dataset", "build_datasets", "build_split", "DATASETS", "DATASE
 # detectron2's ``datasets/coco`` layout under ``root``; "ade20k_panoptic": ADE20K-150 panoptic as the original's
 # ``datasets/prepare_ade20k_pan_seg.py`` writes it into ``ADEChallengeData2016``. All but "folder" and "hf" can be
 # built by name alone.
-DATASET_NAMES = ("ade20k", "shapes", "folder", "hf", "coco_panoptic", "coco_instances", "ade20k_panoptic")
+DATASET_NAMES = ("ade20k", "shapes", "folder", "hf", "hf_panoptic", "coco_panoptic", "coco_instances", "ade20k_panoptic")
 DATASETS = ("shapes", "ade20k", "coco_panoptic", "coco_instances", "ade20k_panoptic")
 # What a model is trained and evaluated for (``data.task``): mIoU, PQ or mask AP.
 TASKS = ("semantic", "panoptic", "instance")
@@ -162,7 +162,7 @@ def build_split(data, split: str, seed: int = 0, augment: bool | None = None) ->
                              num_samples=data.num_train if split == "train" else data.num_val)
     if data.dataset == "folder":
         return _folder_split(data, split, seed, transforms)
-    if data.dataset == "hf":
+    if data.dataset in ("hf", "hf_panoptic"):
         return _hf_split(data, split, seed, transforms)
     return build_dataset(data.dataset, split, root=data.root, transforms=transforms)
 
@@ -275,28 +275,64 @@ def load_hf_dataset(name: str):
                            f"{str(err).splitlines()[0]})") from None
 
 
+def read_categories(path: str) -> list[dict]:
+    """COCO panoptic categories (``id``, ``name``, ``isthing``) from a JSON file: a panoptic annotation file (its
+    ``categories``) or the list itself."""
+    import json
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"data.categories {path}: no such file; pass a COCO panoptic JSON (its 'categories' "
+                                f"are read) or a JSON list of {{'id', 'name', 'isthing'}}")
+    try:
+        loaded = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"data.categories {file}: not readable as JSON ({err})") from None
+    categories = loaded.get("categories") if isinstance(loaded, dict) else loaded
+    if not isinstance(categories, list) or not categories or not all(
+            isinstance(c, dict) and "id" in c and "name" in c for c in categories):
+        raise ValueError(f"data.categories {file}: holds no category list; expected a COCO panoptic JSON with "
+                         f"'categories', or a list of {{'id', 'name', 'isthing'}}")
+    return categories
+
+
 def _hf_split(data, split: str, seed: int, transforms: Callable | None) -> Dataset:
+    """"hf" (semantic label maps, class names from data.classes) or "hf_panoptic" (COCO-encoded panoptic PNGs and
+    ``segments_info`` per row, categories from data.categories) from a Hub name or a ``save_to_disk`` folder."""
+    from .coco import HFPanoptic
     from .folder import HFSegmentationDataset
 
-    if data.classes is None:
-        raise ValueError("--dataset hf needs the class names: pass --classes FILE (one name per line) or "
-                         "data.classes=a,b,c")
-    names = read_class_names(data.classes)
+    if data.dataset == "hf_panoptic":
+        if data.categories is None:
+            raise ValueError("--dataset hf_panoptic needs the categories: pass data.categories=FILE, a COCO panoptic "
+                             "JSON (or a JSON list of {'id', 'name', 'isthing'})")
+        categories = read_categories(data.categories)
+
+        def make(rows):
+            return HFPanoptic(rows, categories, transforms, image_column=data.image_column,
+                              panoptic_column=data.panoptic_column, segments_column=data.segments_column)
+    else:
+        if data.classes is None:
+            raise ValueError("--dataset hf needs the class names: pass --classes FILE (one name per line) or "
+                             "data.classes=a,b,c")
+        names = read_class_names(data.classes)
+
+        def make(rows):
+            return HFSegmentationDataset(rows, names, transforms, image_column=data.image_column,
+                                         label_column=data.label_column, reduce_labels=data.reduce_labels,
+                                         ignore_index=data.ignore_index)
     loaded = load_hf_dataset(data.hf_name)
-    kw = dict(image_column=data.image_column, label_column=data.label_column, reduce_labels=data.reduce_labels,
-              ignore_index=data.ignore_index)
     if hasattr(loaded, "keys"):  # a DatasetDict: named splits
         available = list(loaded.keys())
         if data.hf_train_split not in loaded:
             raise ValueError(f"--hf-name {data.hf_name} has no split {data.hf_train_split!r} (data.hf_train_split); "
                              f"it has {available}")
         if data.hf_val_split is not None and data.hf_val_split in loaded:
-            rows = loaded[data.hf_train_split] if split == "train" else loaded[data.hf_val_split]
-            return HFSegmentationDataset(rows, names, transforms, **kw)
+            return make(loaded[data.hf_train_split] if split == "train" else loaded[data.hf_val_split])
         if data.hf_val_split is not None:
             raise ValueError(f"--hf-name {data.hf_name} has no split {data.hf_val_split!r} (data.hf_val_split); it has "
                              f"{available}: name one, or set data.hf_val_split=null to hold out data.val_fraction")
         loaded = loaded[data.hf_train_split]
-    dataset = HFSegmentationDataset(loaded, names, transforms, **kw)
+    dataset = make(loaded)
     train, val = held_out(len(dataset), data.val_fraction, seed, f"--hf-name {data.hf_name}")
     return ClassedSubset(dataset, train if split == "train" else val)
