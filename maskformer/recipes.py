@@ -36,7 +36,9 @@ __all__ = ["DataConfig", "SolverConfig", "TrainConfig", "load_config", "CONFIG_D
            "PRECISIONS"]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-MODEL_PRESETS = ("resnet50", "resnet101", "swin_tiny", "swin_small", "swin_base", "swin_large", "tiny")
+MODEL_PRESETS = ("resnet50", "resnet101", "swin_tiny", "swin_small", "swin_base", "swin_large", "tiny",
+                 "mask2former_resnet50", "mask2former_resnet101", "mask2former_swin_tiny", "mask2former_swin_small",
+                 "mask2former_swin_base", "mask2former_swin_large")
 PRECISIONS = ("auto", "fp32", "bf16")
 LR_SCHEDULES = ("poly", "step")
 

@@ -154,3 +154,23 @@ def test_mask2former_gradients_reach_every_parameter():
     # The deformable attention starts with zero weights for its offsets and point weights (the original's init),
     # so the pixel decoder's position (and level embedding) cannot move anything until those have had one step.
     assert missing == ["pixel_decoder.level_embed"]
+
+
+def test_the_ade20k_training_recipes_mirror_the_authors_files():
+    # configs/ade20k/semantic-segmentation/maskformer2_R50_bs16_160k.yaml and swin/maskformer2_swin_tiny_bs16_160k.yaml
+    from maskformer.recipes import load_config
+
+    maskformer_recipe = load_config("ade20k-150/maskformer_R50_bs16_160k")
+    for name, preset in [("maskformer2_R50_bs16_160k", "mask2former_resnet50"),
+                         ("maskformer2_swin_tiny_bs16_160k", "mask2former_swin_tiny")]:
+        cfg = load_config(f"ade20k-150/mask2former/{name}")
+        s = cfg.solver
+        assert (s.lr, s.weight_decay, s.backbone_multiplier, s.max_iters, s.warmup_iters, s.clip_grad_norm) == (
+            1e-4, 0.05, 0.1, 160_000, 0, 0.01), name
+        assert cfg.data == maskformer_recipe.data  # the same mapper, sizes, crop and colour jitter
+        expected = getattr(MaskFormerConfig, preset)(num_classes=150)
+        for field in ("masked_attention", "multi_scale_features", "cross_attention_first", "learnable_query_features",
+                      "pixel_decoder", "dec_layers", "dropout", "class_weight", "mask_weight", "dice_weight",
+                      "mask_loss", "num_points", "backbone"):
+            assert getattr(cfg.model, field) == getattr(expected, field), (name, field)
+    assert load_config("ade20k-150/mask2former/maskformer2_swin_tiny_bs16_160k").model.swin_drop_path_rate == 0.3
