@@ -269,7 +269,9 @@ class MaskFormerLoss(nn.Module):
         eos_coef: class weight of "no object" in the cross-entropy (0.1).
         num_points: None (the paper) computes the mask losses on all pixels of the padded
             target; an integer (Mask2Former: 12544) on that many points per mask, chosen by
-            importance sampling, about 3x less training memory.
+            importance sampling. With the default fused full-mask loss this saves no memory at
+            ordinary sizes: `python benchmarks/loss.py` measured 104 MiB full vs 304 MiB points
+            (notebook 05 shows where the balance turns, about 1536x1536 per mask).
         oversample_ratio, importance_sample_ratio: the point sampling's candidates per point and
             share of uncertain points (Mask2Former: 3.0, 0.75).
         num_queries: Q, the model's number of queries; only :meth:`normalisers` needs it (every
