@@ -12,7 +12,7 @@ checkpoint). The notebook's metadata then records a fingerprint of each of those
 
     "maskformer": {"mode": "full", "files": {"maskformer/loss.py": "3f2a...", ...}}
 
-A Python file's fingerprint is the SHA-256 of its syntax tree without docstrings, so reformatting, comments and
+A Python file's fingerprint is the SHA-256 of its syntax tree without docstrings (as ``ast.unparse`` writes it), so reformatting, comments and
 docstrings do not make a notebook stale, while any change to code does; other files are hashed byte for byte.
 Run-specific metadata (cell execution timestamps, the Python patch version) is dropped.
 
@@ -65,7 +65,7 @@ def file_fingerprint(path: Path) -> str:
                     and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                     and isinstance(body[0].value.value, str)):
                 node.body = body[1:] or [ast.Pass()]
-        data = ast.dump(tree, annotate_fields=False).encode()
+        data = ast.unparse(tree).encode()  # the code without comments, docstrings or formatting; stable across Pythons
     return hashlib.sha256(data).hexdigest()[:16]
 
 
