@@ -7,6 +7,7 @@ the notebook, the files and the command that re-executes it.
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,17 @@ def test_a_changed_file_makes_a_notebook_stale(tmp_path, monkeypatch):
     assert tools.stale(nb) == ["maskformer/m.py changed"]
     nb.write_text(json.dumps({"cells": [], "metadata": {"maskformer": dict(record, mode="smoke")}}))
     assert "executed in smoke mode, not full" in tools.stale(nb)
+
+
+def test_each_notebook_links_to_the_previous_and_the_next():
+    # `python tools/notebooks.py nav` writes these lines; a renumbered or new notebook must not leave a dead link
+    names = [p.name for p in NOTEBOOKS]
+    for i, path in enumerate(NOTEBOOKS):
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown"]
+        expected = [names[i - 1] if i > 0 else "../README.md", names[i + 1] if i + 1 < len(names) else "../README.md"]
+        for cell in (cells[0], cells[-1]):
+            lines = [line for line in "".join(cell["source"]).splitlines() if tools.NAV.match(line)]
+            assert len(lines) == 1, (path.name, lines)
+            targets = re.findall(r"\]\(([^)]+)\)", lines[0])
+            assert targets == expected, (path.name, targets)
+            assert all((path.parent / t).exists() for t in targets), (path.name, targets)

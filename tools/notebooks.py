@@ -4,6 +4,7 @@
     python tools/notebooks.py execute --all                                    # the whole series, in order
     python tools/notebooks.py execute --smoke --output /tmp/03.ipynb notebooks/03_transformer_decoder.ipynb
     python tools/notebooks.py check                                            # what tests/test_notebooks_current.py checks
+    python tools/notebooks.py nav                                              # previous/next links after renumbering
 
 `execute` runs a notebook top to bottom in a fresh kernel, in the notebook's folder, in full mode
 (``SMOKE=0``) unless ``--smoke`` is given. While it runs, the kernel records which of the package's modules it
@@ -27,6 +28,7 @@ import ast
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -141,6 +143,26 @@ def stale(path: Path) -> list[str]:
     return problems
 
 
+NAV = re.compile(r"^\[(?:← [^\n]*|README\]\(\.\./README\.md\)) · [^\n]*$", re.M)
+
+
+def navigation() -> None:
+    """Rewrite every notebook's previous/next lines (its first and last markdown cells) from the titles and order
+    of the series, after a notebook is added, renumbered or retitled. Markdown only: the outputs stay valid."""
+    import nbformat
+
+    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    books = [nbformat.read(p, as_version=4) for p in paths]
+    titles = [b.cells[0].source.splitlines()[0].lstrip("# ").strip() for b in books]
+    for i, (path, nb) in enumerate(zip(paths, books)):
+        prev = f"[← {titles[i - 1]}]({paths[i - 1].name})" if i > 0 else "[README](../README.md)"
+        nxt = f"[{titles[i + 1]} →]({paths[i + 1].name})" if i + 1 < len(paths) else "[README](../README.md)"
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = NAV.sub(f"{prev} · {nxt}", cell.source)
+        nbformat.write(nb, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--smoke", action="store_true", help="SMOKE=1: quick, for trying changes (the check wants full)")
     run.add_argument("--output", type=Path, help="write here instead of in place (one notebook only)")
     sub.add_parser("check", help="list the notebooks whose outputs came from other code")
+    sub.add_parser("nav", help="rewrite the previous/next links of every notebook from the series' order and titles")
     args = parser.parse_args(argv)
     if args.command == "execute":
         paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) if args.all else args.notebooks
@@ -158,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:
             print(f"executing {path} ({'smoke' if args.smoke else 'full'} mode) ...", flush=True)
             execute(path, smoke=args.smoke, output=args.output)
+        return 0
+    if args.command == "nav":
+        navigation()
         return 0
     bad = {p.name: stale(p) for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))}
     for name, problems in bad.items():
