@@ -258,6 +258,10 @@ VARIANTS = {
     "unfused": ("shapes/maskformer_tiny", ["model.fused_mask_loss=false"]),
     "one_layer_no_deep_supervision": ("shapes/maskformer_tiny", ["model.dec_layers=1",
                                                                  "model.deep_supervision=false"]),
+    # Mask2Former's ladder (configs/shapes/mask2former_*): each step and each leave-one-out
+    **{name: (f"shapes/{name}", []) for name in (
+        "mask2former_step1_settings_tiny", "mask2former_step2_decoder_tiny", "mask2former_tiny",
+        "mask2former_no_masked_attention_tiny", "mask2former_no_multi_scale_tiny", "mask2former_no_query_features_tiny")},
 }
 
 
