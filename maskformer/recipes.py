@@ -31,6 +31,7 @@ from typing import Any
 from .config import MaskFormerConfig, check_fields, check_types, check_values
 # the one dataset registry, shared with the trainer and evaluate
 from .data.build import AUGMENTATIONS, DATASET_NAMES, TASKS
+from .data.shapes import CLASS_CUES
 
 __all__ = ["DataConfig", "SolverConfig", "TrainConfig", "load_config", "CONFIG_DIR", "find_config", "DATASET_NAMES",
            "PRECISIONS"]
@@ -63,6 +64,7 @@ class DataConfig:
     num_classes: int = 7
     num_train: int = 2000
     num_val: int = 100
+    class_cue: str = "shape_colour"  # "marker": the many-class probe, a class only the whole segment tells (CLASS_CUES)
     num_workers: int = 4  # orig: DATALOADER.NUM_WORKERS
     # "folder" and "hf": your own data (label maps: pixel = class id 0..K-1, ignore_index = unlabelled)
     images: str | None = None  # folder: the directory of training images
@@ -114,6 +116,7 @@ class DataConfig:
             ("num_classes", self.num_classes >= 2, "must be >= 2 (Shapes: background and at least one shape)"),
             ("num_train", self.num_train >= 1, "must be >= 1"),
             ("num_val", self.num_val >= 1, "must be >= 1"),
+            ("class_cue", self.class_cue in CLASS_CUES, f"must be one of {CLASS_CUES}"),
             ("num_workers", self.num_workers >= 0, "must be >= 0 (0 loads in the main process)"),
             ("val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)"),
             ("ignore_index", 0 <= self.ignore_index <= 65535, "must be in 0..65535 (label PNGs are 8- or 16-bit)"),

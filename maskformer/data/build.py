@@ -64,7 +64,7 @@ class FirstSamples(Subset):
 
 def build_dataset(name: str, split: str, *, root: str | Path | None = None, transforms: Callable | None = None,
                   num_samples: int | None = None, image_size: int | None = None, num_classes: int | None = None,
-                  seed: int = 0, task: str = "semantic") -> Dataset:
+                  seed: int = 0, task: str = "semantic", class_cue: str = "shape_colour") -> Dataset:
     """A dataset by name.
 
     Args:
@@ -79,6 +79,7 @@ def build_dataset(name: str, split: str, *, root: str | Path | None = None, tran
         num_classes: Shapes: K including background (default 7); ADE20K: must be None or 150.
         seed: Shapes only: the train split uses ``seed``, the val split ``seed + 10000``.
         task: Shapes only: "panoptic" or "instance" give one target per shape (one of :data:`TASKS`).
+        class_cue: Shapes only: what tells a class (:data:`maskformer.data.shapes.CLASS_CUES`).
     """
     key = name.lower()
     if key not in DATASETS:
@@ -100,6 +101,7 @@ def build_dataset(name: str, split: str, *, root: str | Path | None = None, tran
             seed=seed if split == "train" else seed + SHAPES_VAL_SEED_OFFSET,
             transforms=transforms,
             targets="semantic" if task == "semantic" else "panoptic",
+            class_cue=class_cue,
         )
     if key.startswith("coco") or key == "ade20k_panoptic":
         return _coco_split(key, split, root, transforms, num_samples)
@@ -158,7 +160,7 @@ def build_split(data, split: str, seed: int = 0, augment: bool | None = None) ->
     transforms = train_augmentation(data) if augment else None
     if data.dataset == "shapes":
         return build_dataset("shapes", split, transforms=transforms, image_size=data.image_size,
-                             num_classes=data.num_classes, seed=seed, task=data.task,
+                             num_classes=data.num_classes, seed=seed, task=data.task, class_cue=data.class_cue,
                              num_samples=data.num_train if split == "train" else data.num_val)
     if data.dataset == "folder":
         return _folder_split(data, split, seed, transforms)
@@ -303,10 +305,7 @@ def _hf_split(data, split: str, seed: int, transforms: Callable | None) -> Datas
     from .folder import HFSegmentationDataset
 
     if data.dataset == "hf_panoptic":
-        if data.categories is None:
-            raise ValueError("--dataset hf_panoptic needs the categories: pass data.categories=FILE, a COCO panoptic "
-                             "JSON (or a JSON list of {'id', 'name', 'isthing'})")
-        categories = read_categories(data.categories)
+        categories = read_categories(data.categories)  # DataConfig has checked that it is given
 
         def make(rows):
             return HFPanoptic(rows, categories, transforms, image_column=data.image_column,

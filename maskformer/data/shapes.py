@@ -7,6 +7,11 @@ K = 7: a red square, a yellow circle, ...). With more, six shapes share each hue
 closer, so telling classes apart needs both the outline and the colour: the task gets harder as K
 grows. Later shapes occlude earlier ones; the instance map holds the visible part of each.
 
+``class_cue="marker"`` makes a probe of the paper's argument for mask classification (§3, §4.3): a class that only
+the whole segment can tell. Every shape gets a random kind and a random body colour, both unrelated to its class;
+the class is the hue of one small marker (a disc in a white ring) at a random place inside the shape, and shapes
+do not overlap, so every marker is visible. A pixel far from its segment's marker sees nothing of its class.
+
 Sample `index` is drawn from `numpy.random.default_rng((seed, index))`: the same seed gives the
 same dataset in any order, on any machine, with any number of DataLoader workers.
 """
@@ -24,9 +29,11 @@ from torch.utils.data import Dataset
 
 from .collate import make_sample
 
-__all__ = ["Shapes", "SHAPE_KINDS"]
+__all__ = ["Shapes", "SHAPE_KINDS", "CLASS_CUES"]
 
 SHAPE_KINDS = ("square", "circle", "triangle", "diamond", "ring", "cross")
+# What tells a class: "shape_colour" (the default, a (shape, colour) pair) or "marker" (the hue of a small marker)
+CLASS_CUES = ("shape_colour", "marker")
 
 
 def _shape_mask(kind: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
@@ -59,6 +66,8 @@ class Shapes(Dataset):
         transforms: optional `torchvision.transforms.v2` pipeline (see `maskformer.data.transforms`).
         targets: "semantic" (one mask per class, for semantic training) or "panoptic" (one mask per
             shape plus one for the background, for instance / panoptic training).
+        class_cue: one of :data:`CLASS_CUES`: "shape_colour" (a class is a shape and a colour) or "marker" (a
+            class is the hue of a marker inside the shape; kind and body colour are random).
 
     Samples follow :mod:`maskformer.data.collate`, with an `instance` map (0 = background,
     1..n = shapes) and `id_to_class`. Panoptic ground truth for :class:`maskformer.metrics.PanopticQuality` is
@@ -70,7 +79,7 @@ class Shapes(Dataset):
 
     def __init__(self, num_samples: int = 256, image_size: int = 128, num_classes: int = 7,
                  shapes_per_image: tuple[int, int] = (1, 4), seed: int = 0,
-                 transforms: Callable | None = None, targets: str = "semantic"):
+                 transforms: Callable | None = None, targets: str = "semantic", class_cue: str = "shape_colour"):
         if num_classes < 2:
             raise ValueError(f"maskformer/data/shapes.py: num_classes={num_classes}; it needs the background "
                              f"class 0 plus at least one shape class")
@@ -81,6 +90,9 @@ class Shapes(Dataset):
                              f"with 1 <= min <= max")
         if targets not in ("semantic", "panoptic"):
             raise ValueError(f"maskformer/data/shapes.py: targets={targets!r}; use 'semantic' or 'panoptic'")
+        if class_cue not in CLASS_CUES:
+            raise ValueError(f"maskformer/data/shapes.py: class_cue={class_cue!r}; use one of {CLASS_CUES}")
+        self.class_cue = class_cue
         self.num_samples, self.image_size, self.num_classes = num_samples, image_size, num_classes
         self.shapes_per_image, self.seed, self.transforms, self.targets = shapes_per_image, seed, transforms, targets
         num_things = num_classes - 1
@@ -98,6 +110,13 @@ class Shapes(Dataset):
         self.class_names = ["background"] + [
             f"{hue_names[colour_index[c]]} {self.class_kinds[c]}" for c in range(1, num_classes)
         ]
+        if class_cue == "marker":  # class c: marker hue (c - 1) / (K - 1); any kind, any body colour
+            self.class_kinds = [None] * num_classes
+            self.class_colours = [(0.5, 0.5, 0.5)] + [colorsys.hsv_to_rgb((c - 1) / num_things, 1.0, 1.0)
+                                                      for c in range(1, num_classes)]
+            hue_names = [named[round(12 * i / num_things) % 12] if num_things <= 12 else f"hue{round(360 * i / num_things)}"
+                         for i in range(num_things)]
+            self.class_names = ["background"] + [f"{hue_names[c - 1]} marker" for c in range(1, num_classes)]
         self.thing_ids = list(range(1, num_classes))
         self.stuff_ids = [0]
         self.palette = [tuple(int(255 * v) for v in colour) for colour in self.class_colours]
@@ -124,6 +143,8 @@ class Shapes(Dataset):
         semantic = np.zeros((S, S), dtype=np.int64)
         instance = np.zeros((S, S), dtype=np.int64)
         id_to_class = {0: 0}
+        if self.class_cue == "marker":
+            return self._draw_markers(rng, image, semantic, instance, x, y)
         for shape_id in range(1, int(rng.integers(self.shapes_per_image[0], self.shapes_per_image[1] + 1)) + 1):
             cls = int(rng.integers(1, self.num_classes))
             r = rng.uniform(0.08, 0.22) * S
@@ -138,6 +159,44 @@ class Shapes(Dataset):
             id_to_class[shape_id] = cls
         visible = set(np.unique(instance).tolist())
         id_to_class = {i: c for i, c in id_to_class.items() if i in visible}
+        image = torch.from_numpy(np.clip(image * 255, 0, 255).round().astype(np.uint8))
+        return image, torch.from_numpy(semantic), torch.from_numpy(instance), id_to_class
+
+    def _draw_markers(self, rng: np.random.Generator, image: np.ndarray, semantic: np.ndarray, instance: np.ndarray,
+                      x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[int, int]]:
+        """The "marker" probe: non-overlapping shapes of random kind and colour, each with its class's marker."""
+        from scipy.ndimage import distance_transform_edt
+
+        S = self.image_size
+        marker_radius = max(2.0, 0.04 * S)
+        ring_radius = marker_radius + max(1.0, 0.025 * S)
+        id_to_class = {0: 0}
+        taken = np.zeros((S, S), dtype=bool)
+        for shape_id in range(1, int(rng.integers(self.shapes_per_image[0], self.shapes_per_image[1] + 1)) + 1):
+            cls = int(rng.integers(1, self.num_classes))
+            for _ in range(100):  # a placement that overlaps nothing and holds the whole marker
+                kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
+                r = rng.uniform(0.1, 0.25) * S
+                cy, cx = rng.uniform(r * 0.6, S - r * 0.6, size=2)
+                theta = rng.uniform(0, 2 * math.pi)
+                u = (x - cx) * math.cos(theta) + (y - cy) * math.sin(theta)
+                v = -(x - cx) * math.sin(theta) + (y - cy) * math.cos(theta)
+                inside = _shape_mask(kind, u, v, r)
+                room = distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1] > ring_radius  # ring inside, off the border
+                if inside.any() and not (inside & taken).any() and room.any():
+                    break
+            else:
+                break  # the image is full: fewer shapes
+            body = np.array(colorsys.hsv_to_rgb(rng.uniform(), 0.85, 0.95)).reshape(3, 1) * rng.uniform(0.8, 1.0)
+            image[:, inside] = body + 0.04 * rng.normal(size=(3, int(inside.sum())))
+            centres = np.flatnonzero(room)
+            my, mx = divmod(int(centres[rng.integers(len(centres))]), S)
+            distance = np.hypot(x - mx, y - my)
+            image[:, distance <= ring_radius] = 1.0
+            image[:, distance <= marker_radius] = np.array(self.class_colours[cls]).reshape(3, 1)
+            taken |= inside
+            semantic[inside], instance[inside] = cls, shape_id
+            id_to_class[shape_id] = cls
         image = torch.from_numpy(np.clip(image * 255, 0, 255).round().astype(np.uint8))
         return image, torch.from_numpy(semantic), torch.from_numpy(instance), id_to_class
 
