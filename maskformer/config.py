@@ -243,9 +243,9 @@ class MaskFormerConfig:
     # and the mask2former_* presets turn all of them on (with dec_layers 9, dropout 0, mask_loss "bce_dice",
     # weights 2/5/5 and num_points 12544).
     masked_attention: bool = False  # §3.2.1: cross-attention only inside the previous prediction's mask (sigmoid >= 0.5)
-    multi_scale_features: bool = False  # §3.2.1: decoder layers read the pixel decoder's 1/32, 1/16, 1/8 maps round robin
-    cross_attention_first: bool = False  # §3.2.2: cross-attention before self-attention in every decoder layer
-    learnable_query_features: bool = False  # §3.2.2: learned initial query features, supervised by a prediction before layer 1
+    multi_scale_features: bool = False  # §3.2.2: decoder layers read the pixel decoder's 1/32, 1/16, 1/8 maps round robin
+    cross_attention_first: bool = False  # §3.2.3: cross-attention before self-attention in every decoder layer
+    learnable_query_features: bool = False  # §3.2.3: learned initial query features, supervised by a prediction before layer 1
     enforce_input_projection: bool = False  # orig: MASK_FORMER.ENFORCE_INPUT_PROJ (multi-scale maps projected even at equal widths)
     # "fpn" (MaskFormer), "transformer_encoder" (MaskFormer's "+6 Enc": a DETR encoder on res5 before the FPN, the
     # panoptic R50/R101 models of paper Table 3; its heads, FFN width and dropout are the decoder's) or "msdeformattn"

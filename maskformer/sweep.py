@@ -374,12 +374,13 @@ def _number(text: str) -> float | None:
 def plot_sweep(cells: list[dict[str, Any]], keys: list[str], path: Path) -> None:
     """mIoU (mean +- std over seeds, and each seed faint) against the first grid key; one line per value of
     the other keys."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    # A Figure of its own, not pyplot: the caller's backend (a notebook's inline one) is left as it is
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     x_key = keys[0] if keys else None
     x_values = list(dict.fromkeys(str(c[x_key]) for c in cells)) if x_key else [""]
     numeric = x_key is not None and all(_number(v) is not None for v in x_values)
@@ -404,4 +405,3 @@ def plot_sweep(cells: list[dict[str, Any]], keys: list[str], path: Path) -> None
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -50,6 +50,7 @@ from .data import collate
 from .data.build import build_datasets
 from .data.stream import SeededSamples, StepBatchSampler, mix_seed
 from .distributed import init_distributed, is_main_thread
+from .evaluation import _base as evaluation_base
 from .optim import build_optimizer, build_scheduler, clip_grad_norm
 from .recipes import TrainConfig
 
@@ -165,10 +166,7 @@ class Trainer:
         if names is not None and config.id2label is None:
             config.id2label = {i: str(n) for i, n in enumerate(names)}
         config.extra["training"] = {"data": dataclasses.asdict(self.cfg.data), "seed": self.cfg.seed}
-        base = dataset
-        while isinstance(base, torch.utils.data.Subset):  # FirstSamples, held-out splits: the attributes are below
-            base = base.dataset
-        stuff = getattr(base, "stuff_ids", None)
+        stuff = getattr(evaluation_base(dataset), "stuff_ids", None)  # under FirstSamples / held-out Subsets
         if stuff is not None:  # panoptic inference merges each stuff class into one segment
             config.extra["training"]["stuff_ids"] = [int(i) for i in stuff]
 

@@ -88,7 +88,7 @@ class MultiHeadAttention(nn.Module):
 class DecoderLayer(nn.Module):
     """Post-norm DETR layer: self-attention, cross-attention to the image, FFN; LayerNorm after each.
 
-    ``cross_attention_first`` swaps the first two (Mask2Former §3.2.2: "the order of self- and
+    ``cross_attention_first`` swaps the first two (Mask2Former §3.2.3: "the order of self- and
     cross-attention is switched", so that the queries, learnable features that know nothing of the
     image yet, look at it before talking to each other). ``norm1`` always follows self-attention and
     ``norm2`` cross-attention.
@@ -137,14 +137,14 @@ class TransformerDecoder(nn.Module):
     MaskFormer's decoder is the default. Mask2Former's changes (Cheng et al., CVPR 2022, §3.2) are
     switches, each usable alone:
 
-    - ``num_levels > 1`` (multi-scale features, §3.2.1): ``forward`` gets that many maps (1/32, 1/16,
+    - ``num_levels > 1`` (multi-scale features, §3.2.2): ``forward`` gets that many maps (1/32, 1/16,
       1/8) and layer ``i`` attends to map ``i % num_levels``, round robin. Each map gets its own sine
       position and a learned level embedding (added to the map, as in the original); a map whose
       channels already equal ``hidden_dim`` is not projected (orig: MASK_FORMER.ENFORCE_INPUT_PROJ False).
     - ``cross_attention_first``: see :class:`DecoderLayer`.
     - ``query_features``: the decoder's state starts from learned features instead of zeros, and their
       normalised copy is a first output, before any layer (so ``L = dec_layers + 1``): Mask2Former
-      supervises it like the others (§3.2.2, "learnable query features").
+      supervises it like the others (§3.2.3, "learnable query features").
     - masked attention (§3.2.1) needs the mask head, which the model owns: ``forward``'s ``mask_fn``
       maps the normalised state ``[B, Q, C]`` and a map size ``(h, w)`` to the bool ``[B, Q, h*w]`` of
       pixels each query may look at; the state before each layer goes in (its prediction is the
