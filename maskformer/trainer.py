@@ -387,7 +387,7 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         self._open_tensorboard()
-        self._print(f"training {type(self.model).__name__} ({self.model.num_parameters / 1e6:.2f}M parameters) on "
+        self._print(f"training {self._model_name()} ({self.model.num_parameters / 1e6:.2f}M parameters) on "
                     f"{len(self.train_dataset)} images, {self.world_size} process(es) on {self.device}, "
                     f"{self.precision}; steps {self.step}->{s.max_iters}, batch {s.batch_size}; output {self.output_dir}")
         self._bar = self._progress_bar()
@@ -421,10 +421,12 @@ class Trainer:
                         self._print(f"step {self.step}/{s.max_iters}  loss {record['loss_avg']:.4f}  "
                                     f"lr {record['lr']:.2e}  {record['images_per_s']:.1f} img/s")
                     t_last, window, data_time = now, [], 0.0
+                paused = time.perf_counter()  # evaluation and checkpoints stay out of the next time_per_step
                 if evaluate and cfg.eval_period and self.step % cfg.eval_period == 0 and self.step < s.max_iters:
                     final = self.evaluate()
                 if cfg.checkpoint_period and self.step % cfg.checkpoint_period == 0:
                     self.save_checkpoint()
+                t_last += time.perf_counter() - paused
                 if self._interrupted:
                     path = self.save_checkpoint()
                     self.plot_curves()
@@ -447,6 +449,17 @@ class Trainer:
             if is_main_thread():
                 signal.signal(signal.SIGINT, previous)
         return final
+
+    def _model_name(self) -> str:
+        """The model's class, with the Mask2Former switches that are on (all four: "Mask2Former")."""
+        name, mc = type(self.model).__name__, getattr(self.model, "config", None)
+        switches = {"masked_attention": "masked attention", "multi_scale_features": "multi-scale features",
+                    "cross_attention_first": "cross-attention first",
+                    "learnable_query_features": "learnable query features"}
+        on = [label for key, label in switches.items() if getattr(mc, key, False)]
+        if len(on) == len(switches):
+            return f"Mask2Former ({name} with all of Mask2Former's decoder changes)"
+        return f"{name} with {', '.join(on)}" if on else name
 
     def _on_sigint(self, signum, frame) -> None:
         if self._interrupted:  # a second Ctrl-C leaves at once

@@ -134,6 +134,47 @@ def test_outputs_metrics_curves_and_model(tmp_path):
         torch.testing.assert_close(loaded(x).pred_logits, t.model.eval()(x).pred_logits)
 
 
+def test_time_per_step_leaves_evaluation_and_checkpoints_out(tmp_path, monkeypatch):
+    # A clock that moves 1 s per training step and 100 s per evaluation or checkpoint (every 2 steps):
+    # time_per_step must be the steps' own time, exactly 1 s, in every logged window.
+    import types
+
+    import maskformer.trainer as trainer_module
+    from maskformer.plotting import read_metrics
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    cfg = tiny_config(tmp_path, max_iters=6)
+    cfg.eval_period, cfg.checkpoint_period = 2, 2
+    t = make_trainer(cfg)
+
+    def advance(seconds, fn):
+        def wrapped(*args, **kwargs):
+            clock[0] += seconds
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(t, "train_step", advance(1.0, t.train_step))
+    monkeypatch.setattr(t, "evaluate", advance(100.0, lambda: {"mIoU": 0.0}))
+    monkeypatch.setattr(t, "save_checkpoint", advance(100.0, t.save_checkpoint))
+    t.train(evaluate=True)
+    windows = [r["time_per_step"] for r in read_metrics(tmp_path / "metrics.jsonl") if "time_per_step" in r]
+    assert windows == [1.0, 1.0, 1.0]
+
+
+def test_the_start_line_names_mask2former(tmp_path, capsys):
+    cfg = tiny_config(tmp_path, max_iters=2)
+    Trainer(cfg, train_dataset=TwoSegments(n=4), val_dataset=TwoSegments(n=2, seed=9), progress=False).train(False)
+    assert "training MaskFormer (" in capsys.readouterr().out
+    switches = dict(masked_attention=True, multi_scale_features=True, cross_attention_first=True,
+                    learnable_query_features=True)
+    for on, name in [({"masked_attention": True}, "MaskFormer with masked attention ("), (switches, "Mask2Former (")]:
+        cfg.model = MaskFormerConfig.tiny(num_classes=3, backbone="resnet", dec_layers=2, num_queries=8, **on)
+        cfg.output_dir = str(tmp_path / name[:5])
+        Trainer(cfg, train_dataset=TwoSegments(n=4), val_dataset=TwoSegments(n=2, seed=9), progress=False).train(False)
+        assert f"training {name}" in capsys.readouterr().out
+
+
 def test_bf16_autocast_and_accumulation_run(tmp_path):
     losses = []
     t = make_trainer(tiny_config(tmp_path, max_iters=2, precision="bf16", grad_accum_steps=2),

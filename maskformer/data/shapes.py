@@ -54,6 +54,12 @@ def _shape_mask(kind: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray
     raise ValueError(f"maskformer/data/shapes.py: unknown shape kind {kind!r}; choose from {SHAPE_KINDS}")
 
 
+def _hue_names(n: int) -> list[str]:
+    """Names of `n` hues spread evenly around the colour circle from red: colour words up to 12, else degrees."""
+    named = ("red", "orange", "yellow", "lime", "green", "spring", "cyan", "azure", "blue", "violet", "magenta", "rose")
+    return [named[round(12 * i / n) % 12] if n <= 12 else f"hue{round(360 * i / n)}" for i in range(n)]
+
+
 class Shapes(Dataset):
     """Random shapes on textured backgrounds, with semantic and instance ground truth.
 
@@ -104,9 +110,7 @@ class Shapes(Dataset):
         self.class_colours = [(0.5, 0.5, 0.5)] + [
             colorsys.hsv_to_rgb(colour_index[c] / num_colours, 0.85, 0.95) for c in range(1, num_classes)
         ]
-        named = ("red", "orange", "yellow", "lime", "green", "spring", "cyan", "azure", "blue", "violet", "magenta", "rose")
-        hue_names = [named[round(12 * i / num_colours) % 12] if num_colours <= 12 else f"hue{round(360 * i / num_colours)}"
-                     for i in range(num_colours)]
+        hue_names = _hue_names(num_colours)
         self.class_names = ["background"] + [
             f"{hue_names[colour_index[c]]} {self.class_kinds[c]}" for c in range(1, num_classes)
         ]
@@ -114,8 +118,7 @@ class Shapes(Dataset):
             self.class_kinds = [None] * num_classes
             self.class_colours = [(0.5, 0.5, 0.5)] + [colorsys.hsv_to_rgb((c - 1) / num_things, 1.0, 1.0)
                                                       for c in range(1, num_classes)]
-            hue_names = [named[round(12 * i / num_things) % 12] if num_things <= 12 else f"hue{round(360 * i / num_things)}"
-                         for i in range(num_things)]
+            hue_names = _hue_names(num_things)
             self.class_names = ["background"] + [f"{hue_names[c - 1]} marker" for c in range(1, num_classes)]
         self.thing_ids = list(range(1, num_classes))
         self.stuff_ids = [0]
