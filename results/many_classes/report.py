@@ -2,14 +2,21 @@
 
     python results/many_classes/report.py [--runs output/many_classes]
 
-reads every finished run under ``output/many_classes/CUE/MODEL/runs/`` (made by ``results/many_classes/run.sh``)
-and writes, next to this file:
+reads every finished run under ``output/many_classes/BUDGET/CUE/MODEL/runs/`` (made by ``results/many_classes/run.sh``;
+BUDGET is ``equal_steps`` or ``equal_time``), merges them into the committed files and writes, next to this file:
 
-- ``results.csv``: one row per run: cue, model, budget, num_classes, seed, mIoU (percent), steps, train_minutes;
-- ``curves.csv``: mIoU (percent) at every evaluation of every run: cue, model, num_classes, seed, step, mIoU;
+- ``results.csv``: one row per run: cue, model, budget, num_classes, seed, mIoU (percent), steps, train_minutes.
+  PerPixelBaseline's equal-time runs are its equal-steps runs (the time budget is its 600 steps), so each of them
+  appears under both budgets;
+- ``curves.csv``: mIoU (percent) at every evaluation of every equal-steps run: cue, model, num_classes, seed, step,
+  mIoU;
 - ``summary.md``: mean +- std over seeds per cue, class count and model, the gain of MaskFormer over
   PerPixelBaseline+, and each curve's rise over its last evaluation interval (has it flattened?);
 - ``mIoU_vs_classes.png`` and ``curves.png``.
+
+A run found under ``--runs`` replaces the committed row of the same cue, model, budget, class count and seed; the
+committed rows of runs not found there are kept, so the study can be run in parts (a working session's output
+folder does not outlive it) and collected after each.
 """
 
 from __future__ import annotations
@@ -24,27 +31,59 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MODELS = ("per_pixel", "per_pixel_plus", "maskformer")
 LABELS = {"per_pixel": "PerPixelBaseline", "per_pixel_plus": "PerPixelBaseline+", "maskformer": "MaskFormer"}
+COLOURS = {"per_pixel": "tab:blue", "per_pixel_plus": "tab:orange", "maskformer": "tab:green"}  # as notebook 08
 CUES = {"shape_colour": "Shapes (class = shape and colour)", "marker": "marker probe (class = a marker's hue)"}
 
 
+KEY = ("cue", "model", "budget", "num_classes", "seed")
+ORDER = lambda r: (list(CUES).index(r["cue"]), MODELS.index(r["model"]), r.get("budget", ""), r["num_classes"],
+                   r["seed"], r.get("step", 0))
+
+
 def collect(root: Path) -> tuple[list[dict], list[dict]]:
+    """The finished runs under ``root``: results.csv rows and curves.csv rows."""
     rows, curves = [], []
-    for result_file in sorted(root.glob("*/*/runs/*/result.json")):
+    for result_file in sorted(root.glob("*/*/*/runs/*/result.json")):
         run = result_file.parent
-        cue, model = run.parent.parent.parent.name, run.parent.parent.name
+        model_dir = run.parent.parent
+        budget, cue, model = model_dir.parent.parent.name, model_dir.parent.name, model_dir.name
         result = json.loads(result_file.read_text())
         cfg = result["config"]
         k, seed = cfg["data"]["num_classes"], cfg["seed"]
-        rows.append({"cue": cue, "model": model, "budget": "equal_steps", "num_classes": k, "seed": seed,
-                     "mIoU": round(100 * result["mIoU"], 3), "steps": result["steps"],
-                     "train_minutes": round(result["train_seconds"] / 60, 3)})
-        for line in (run / "metrics.jsonl").read_text().splitlines():
-            record = json.loads(line)
-            if "mIoU" in record:
-                curves.append({"cue": cue, "model": model, "num_classes": k, "seed": seed, "step": record["step"],
-                               "mIoU": round(100 * record["mIoU"], 3)})
-    key = lambda r: (list(CUES).index(r["cue"]), MODELS.index(r["model"]), r["num_classes"], r["seed"], r.get("step", 0))
-    return sorted(rows, key=key), sorted(curves, key=key)
+        row = {"cue": cue, "model": model, "budget": budget, "num_classes": k, "seed": seed,
+               "mIoU": round(100 * result["mIoU"], 3), "steps": result["steps"],
+               "train_minutes": round(result["train_seconds"] / 60, 3)}
+        rows.append(row)
+        if budget == "equal_steps":
+            for line in (run / "metrics.jsonl").read_text().splitlines():
+                record = json.loads(line)
+                if "mIoU" in record:
+                    curves.append({"cue": cue, "model": model, "num_classes": k, "seed": seed,
+                                   "step": record["step"], "mIoU": round(100 * record["mIoU"], 3)})
+    return rows, curves
+
+
+def read_committed(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: int(v) if k in ("num_classes", "seed", "steps", "step") else
+                 float(v) if k in ("mIoU", "train_minutes") else v for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def merge(rows: list[dict], curves: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The new runs, plus the committed rows of every run they do not replace."""
+    new_runs = {tuple(r[k] for k in KEY) for r in rows}
+    new_curves = {(c["cue"], c["model"], c["num_classes"], c["seed"]) for c in curves}
+    kept = [r for r in read_committed(HERE / "results.csv") if tuple(r[k] for k in KEY) not in new_runs]
+    kept_curves = [c for c in read_committed(HERE / "curves.csv")
+                   if (c["cue"], c["model"], c["num_classes"], c["seed"]) not in new_curves]
+    merged = rows + kept
+    present = {tuple(r[k] for k in KEY) for r in merged}
+    merged += [{**r, "budget": "equal_time"} for r in merged  # PerPixelBaseline's time budget is its equal steps
+               if r["model"] == "per_pixel" and r["budget"] == "equal_steps"
+               and (r["cue"], r["model"], "equal_time", r["num_classes"], r["seed"]) not in present]
+    return sorted(merged, key=ORDER), sorted(curves + kept_curves, key=ORDER)
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -58,11 +97,15 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+BUDGETS = {"equal_steps": "equal steps (600 each)",
+           "equal_time": "equal time (the time PerPixelBaseline takes for 600 steps)"}
+
+
 def summary(rows: list[dict], curves: list[dict]) -> str:
     cells = defaultdict(list)
     for r in rows:
-        cells[r["cue"], r["model"], r["num_classes"]].append(r)
-    rise = defaultdict(list)  # the last evaluation interval's gain of each run
+        cells[r["budget"], r["cue"], r["model"], r["num_classes"]].append(r)
+    rise = defaultdict(list)  # the last evaluation interval's gain of each equal-steps run
     by_run = defaultdict(list)
     for c in curves:
         by_run[c["cue"], c["model"], c["num_classes"], c["seed"]].append((c["step"], c["mIoU"]))
@@ -70,36 +113,45 @@ def summary(rows: list[dict], curves: list[dict]) -> str:
         points.sort()
         if len(points) >= 2:
             rise[cue, model, k].append(points[-1][1] - points[-2][1])
-    lines = ["# The many-class study: mIoU (%) at equal steps, mean ± std over seeds", "",
+    lines = ["# The many-class study: mIoU (%), mean ± std over seeds", "",
              "Written by `python results/many_classes/report.py` from the runs of `results/many_classes/run.sh`.", ""]
-    for cue, title in CUES.items():
-        ks = sorted({k for c, _, k in cells if c == cue})
-        if not ks:
-            continue
-        lines += [f"## {title}", "", "| classes | " + " | ".join(LABELS[m] for m in MODELS) +
-                  " | MaskFormer − PerPixelBaseline+ | seconds per step (pp / pp+ / MF) |", "|---" * 6 + "|"]
-        for k in ks:
-            row, seconds = [str(k)], []
-            for m in MODELS:
-                runs = cells.get((cue, m, k), [])
-                if runs:
-                    mu, sd = mean_std([r["mIoU"] for r in runs])
-                    last = statistics.mean(rise[cue, m, k]) if rise[cue, m, k] else float("nan")
-                    row.append(f"{mu:.2f} ± {sd:.2f} (n={len(runs)}, last rise {last:+.2f})")
-                    seconds.append(f"{statistics.mean(60 * r['train_minutes'] / r['steps'] for r in runs):.3f}")
-                else:
-                    row.append("–")
-                    seconds.append("–")
-            plus, mf = cells.get((cue, "per_pixel_plus", k)), cells.get((cue, "maskformer", k))
-            if plus and mf:
-                row.append(f"{statistics.mean(r['mIoU'] for r in mf) - statistics.mean(r['mIoU'] for r in plus):+.2f}")
-            else:
-                row.append("–")
-            row.append(" / ".join(seconds))
-            lines.append("| " + " | ".join(row) + " |")
-        lines.append("")
-    lines += ["\"last rise\": the mean gain in mIoU over the last 150 steps of the runs; a curve has flattened when "
-              "it is near 0 (the poly schedule's learning rate is then near 0, which also slows it down).", ""]
+    mean = lambda runs: statistics.mean(r["mIoU"] for r in runs)
+    for budget, budget_title in BUDGETS.items():
+        for cue, title in CUES.items():
+            ks = sorted({k for b, c, _, k in cells if (b, c) == (budget, cue)})
+            if not ks:
+                continue
+            last = "seconds per step" if budget == "equal_steps" else "steps"
+            lines += [f"## {title}: {budget_title}", "", "| classes | " + " | ".join(LABELS[m] for m in MODELS) +
+                      f" | MaskFormer − PerPixelBaseline+ | MaskFormer − PerPixelBaseline | {last} (pp / pp+ / MF) |",
+                      "|---" * 7 + "|"]
+            for k in ks:
+                row, extra = [str(k)], []
+                for m in MODELS:
+                    runs = cells.get((budget, cue, m, k), [])
+                    if runs:
+                        mu, sd = mean_std([r["mIoU"] for r in runs])
+                        text = f"{mu:.2f} ± {sd:.2f} (n={len(runs)}"
+                        if budget == "equal_steps" and rise[cue, m, k]:
+                            text += f", last rise {statistics.mean(rise[cue, m, k]):+.2f}"
+                        row.append(text + ")")
+                        extra.append(f"{statistics.mean(60 * r['train_minutes'] / r['steps'] for r in runs):.3f}"
+                                     if budget == "equal_steps" else "/".join(sorted({str(r["steps"]) for r in runs})))
+                    else:
+                        row.append("–")
+                        extra.append("–")
+                mf = cells.get((budget, cue, "maskformer", k))
+                for base in ("per_pixel_plus", "per_pixel"):
+                    other = cells.get((budget, cue, base, k))
+                    row.append(f"{mean(mf) - mean(other):+.2f}" if mf and other else "–")
+                row.append(" / ".join(extra))
+                lines.append("| " + " | ".join(row) + " |")
+            lines.append("")
+    lines += ["\"last rise\": the mean gain in mIoU over the last evaluation interval (150 steps) of the equal-steps "
+              "runs; a curve has flattened when it is near 0 (the poly schedule's learning rate is then near 0, which "
+              "also slows it down). \"seconds per step\": the training steps' own time in the sweep, two runs sharing "
+              "the 2 cores; the equal-time step counts come from `timing.py`, which times every model alone "
+              "(`timing.csv`).", ""]
     return "\n".join(lines)
 
 
@@ -109,22 +161,23 @@ def plot(rows: list[dict], curves: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cues = [c for c in CUES if any(r["cue"] == c for r in rows)]
-    fig, axes = plt.subplots(1, len(cues), figsize=(5.5 * len(cues), 4), dpi=100, squeeze=False)
-    for ax, cue in zip(axes[0], cues):
+    panels = [(b, c) for b in BUDGETS for c in CUES if any((r["budget"], r["cue"]) == (b, c) for r in rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), dpi=100, squeeze=False, sharey=True)
+    for ax, (budget, cue) in zip(axes[0], panels):
         for m in MODELS:
-            ks = sorted({r["num_classes"] for r in rows if r["cue"] == cue and r["model"] == m})
+            mine = [r for r in rows if (r["budget"], r["cue"], r["model"]) == (budget, cue, m)]
+            ks = sorted({r["num_classes"] for r in mine})
             if not ks:
                 continue
-            stats = [mean_std([r["mIoU"] for r in rows if (r["cue"], r["model"], r["num_classes"]) == (cue, m, k)])
-                     for k in ks]
-            ax.errorbar(ks, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=LABELS[m])
+            stats = [mean_std([r["mIoU"] for r in mine if r["num_classes"] == k]) for k in ks]
+            ax.errorbar(ks, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=LABELS[m],
+                        color=COLOURS[m])
         ax.set_xscale("log")
         ax.set_xlabel("number of classes K (log scale)")
-        ax.set_ylabel("mIoU (%)")
-        ax.set_title(CUES[cue], fontsize=10)
+        ax.set_title(f"{CUES[cue]}\n{budget.replace('_', ' ')}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("mIoU (%), mean ± std over seeds")
     fig.tight_layout()
     fig.savefig(HERE / "mIoU_vs_classes.png")
     plt.close(fig)
@@ -139,7 +192,7 @@ def plot(rows: list[dict], curves: list[dict]) -> None:
                     points[c["step"]].append(c["mIoU"])
             if points:
                 steps = sorted(points)
-                ax.plot(steps, [statistics.mean(points[s]) for s in steps], marker=".", label=LABELS[m])
+                ax.plot(steps, [statistics.mean(points[s]) for s in steps], marker=".", label=LABELS[m], color=COLOURS[m])
         ax.set_title(f"{'Shapes' if cue == 'shape_colour' else 'marker'}, K={k}", fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -154,9 +207,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--runs", default="output/many_classes", help="the run.sh output directory")
     args = parser.parse_args()
-    rows, curves = collect(Path(args.runs))
+    rows, curves = merge(*collect(Path(args.runs)))
     if not rows:
-        raise SystemExit(f"no finished runs under {args.runs}: run results/many_classes/run.sh first")
+        raise SystemExit(f"no finished runs under {args.runs} and none committed: run results/many_classes/run.sh first")
     write_csv(HERE / "results.csv", rows)
     write_csv(HERE / "curves.csv", curves)
     (HERE / "summary.md").write_text(summary(rows, curves))

@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
-# The many-class study (README, "The many-class claim in miniature"), at equal steps.
-# Every run: 600 steps of batch 16 at 64 px, evaluated every 150 steps (the learning curves), 10000 generated
+# The many-class study (README, "The many-class claim in miniature"), at equal steps and at equal time.
+# Equal steps: 600 steps of batch 16 at 64 px, evaluated every 150 steps (the learning curves), 10000 generated
 # training images (each seen about once, so no class runs short of examples), 3 seeds, 2 runs at a time.
+# Equal time: each model trains the steps that PerPixelBaseline's 600 take, read from equal_time_steps.csv
+# (measured by `python results/many_classes/timing.py`; PerPixelBaseline's equal-time runs are its 600-step ones).
 # Re-running skips finished runs and resumes unfinished ones. Then `python results/many_classes/report.py`
 # collects results.csv, curves.csv and the figures.
 set -euo pipefail
-COMMON=(--seeds 3 --jobs 2 --threads 2 solver.max_iters=600 eval_period=150 checkpoint_period=300 log_period=50
-        data.num_train=10000)
-sweep() {  # sweep CUE MODEL CLASS_COUNTS
-  local cue=$1 model=$2 ks=$3 keys=data.num_classes+model.num_classes
-  [ "$model" = per_pixel_plus ] && keys=$keys+model.num_queries  # PerPixelBaseline+: one query per class
-  python -m maskformer sweep shapes/${model}_tiny --grid $keys=$ks --output output/many_classes/$cue/$model \
-    "${COMMON[@]}" data.class_cue=$cue
+HERE=$(dirname "$0")
+COMMON=(--seeds 3 --jobs 2 --threads 2 checkpoint_period=300 log_period=50 data.num_train=10000)
+keys() {  # the grid key of a model: the class count, and for PerPixelBaseline+ one query per class
+  if [ "$1" = per_pixel_plus ]; then echo data.num_classes+model.num_classes+model.num_queries
+  else echo data.num_classes+model.num_classes; fi
+}
+sweep() {  # sweep CUE MODEL CLASS_COUNTS: equal steps
+  local cue=$1 model=$2 ks=$3
+  python -m maskformer sweep shapes/${model}_tiny --grid "$(keys $model)=$ks" \
+    --output output/many_classes/equal_steps/$cue/$model "${COMMON[@]}" solver.max_iters=600 eval_period=150 \
+    data.class_cue=$cue
+}
+equal_time() {  # equal_time CUE MODEL CLASS_COUNTS: the steps PerPixelBaseline's 600 take, one class count at a time
+  local cue=$1 model=$2 k steps
+  for k in ${3//,/ }; do
+    steps=$(awk -F, -v c=$cue -v m=$model -v k=$k '$1==c && $2==m && $3==k {print $4}' $HERE/equal_time_steps.csv)
+    [ -n "$steps" ] || { echo "$HERE/equal_time_steps.csv: no row for $cue $model K=$k; run timing.py" >&2; exit 1; }
+    python -m maskformer sweep shapes/${model}_tiny --grid "$(keys $model)=$k" \
+      --output output/many_classes/equal_time/$cue/$model "${COMMON[@]}" solver.max_iters=$steps eval_period=0 \
+      data.class_cue=$cue
+  done
 }
 # Shapes: a class is a (shape, colour) pair
 sweep shape_colour per_pixel 7,19,50,100
@@ -19,5 +35,9 @@ sweep shape_colour per_pixel 7,19,50,100
 sweep marker per_pixel 7,19
 sweep marker maskformer 7,19
 sweep marker per_pixel_plus 7,19
-sweep shape_colour per_pixel_plus 7,19
-sweep shape_colour maskformer 7,19
+sweep shape_colour per_pixel_plus 7,19,50,100
+sweep shape_colour maskformer 7,19,50,100
+equal_time shape_colour per_pixel_plus 7,19,50,100
+equal_time shape_colour maskformer 7,19,50,100
+equal_time marker per_pixel_plus 7,19
+equal_time marker maskformer 7,19
