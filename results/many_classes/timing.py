@@ -1,10 +1,11 @@
-"""Measure each model's seconds per training step side by side, for the many-class study's equal-time budget.
+"""Measure each model's seconds per training step, alone, for the many-class study's equal-time budget.
 
     python results/many_classes/timing.py [--steps 60] [--budget-steps 600]
 
 trains every (task, class count, model) of the study for ``--steps`` steps, one at a time on one thread (``run.sh``
 trains two at a time, one thread each; timing them alone keeps one run's neighbour out of another's time), and
-takes the median ``time_per_step`` of the logged windows after the first (which holds the start-up). It writes, next to this file:
+takes the median ``time_per_step`` of the logged windows after the first (which holds the start-up). It writes,
+next to this file:
 
 - ``timing.csv``: cue, model, num_classes, seconds_per_step;
 - ``equal_time_steps.csv``: cue, model, num_classes, steps: the steps each model trains in the time
