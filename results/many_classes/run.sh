@@ -4,6 +4,8 @@
 # training images (each seen about once, so no class runs short of examples), 3 seeds, 2 runs at a time.
 # Equal time: each model trains the steps that PerPixelBaseline's 600 take, read from equal_time_steps.csv
 # (measured by `python results/many_classes/timing.py`; PerPixelBaseline's equal-time runs are its 600-step ones).
+# Twice the steps: the equal-steps grid again at 1200 steps (same data, evaluation every 150 steps), to see whether
+# each curve has flattened: the gain from doubling the budget is the test (README, "The many-class claim").
 # Re-running skips finished runs and resumes unfinished ones. Then `python results/many_classes/report.py`
 # collects results.csv, curves.csv and the figures.
 set -euo pipefail
@@ -17,6 +19,12 @@ sweep() {  # sweep CUE MODEL CLASS_COUNTS: equal steps
   local cue=$1 model=$2 ks=$3
   python -m maskformer sweep shapes/${model}_tiny --grid "$(keys $model)=$ks" \
     --output output/many_classes/equal_steps/$cue/$model "${COMMON[@]}" solver.max_iters=600 eval_period=150 \
+    data.class_cue=$cue
+}
+longer() {  # longer CUE MODEL CLASS_COUNTS: equal steps, 1200 each
+  local cue=$1 model=$2 ks=$3
+  python -m maskformer sweep shapes/${model}_tiny --grid "$(keys $model)=$ks" \
+    --output output/many_classes/equal_steps_1200/$cue/$model "${COMMON[@]}" solver.max_iters=1200 eval_period=150 \
     data.class_cue=$cue
 }
 equal_time() {  # equal_time CUE MODEL CLASS_COUNTS: the steps PerPixelBaseline's 600 take, one class count at a time
@@ -41,3 +49,13 @@ equal_time shape_colour per_pixel_plus 7,19,50,100
 equal_time shape_colour maskformer 7,19,50,100
 equal_time marker per_pixel_plus 7,19
 equal_time marker maskformer 7,19
+# twice the steps, the cells where the order could still change first
+longer shape_colour maskformer 7,19
+longer shape_colour per_pixel_plus 7,19
+longer shape_colour per_pixel 7,19
+longer shape_colour maskformer 50,100
+longer shape_colour per_pixel 50,100
+longer shape_colour per_pixel_plus 50,100
+longer marker maskformer 7,19
+longer marker per_pixel 7,19
+longer marker per_pixel_plus 7,19
