@@ -3,15 +3,17 @@
     python results/many_classes/report.py [--runs output/many_classes]
 
 reads every finished run under ``output/many_classes/BUDGET/CUE/MODEL/runs/`` (made by ``results/many_classes/run.sh``;
-BUDGET is ``equal_steps`` or ``equal_time``), merges them into the committed files and writes, next to this file:
+BUDGET is ``equal_steps``, ``equal_time`` or ``equal_steps_1200``, the equal-steps grid with twice the steps), merges
+them into the committed files and writes, next to this file:
 
 - ``results.csv``: one row per run: cue, model, budget, num_classes, seed, mIoU (percent), steps, train_minutes.
   PerPixelBaseline's equal-time runs are its equal-steps runs (the time budget is its 600 steps), so each of them
   appears under both budgets;
-- ``curves.csv``: mIoU (percent) at every evaluation of every equal-steps run: cue, model, num_classes, seed, step,
-  mIoU;
+- ``curves.csv``: mIoU (percent) at every evaluation of every equal-steps run (both lengths): cue, model, budget,
+  num_classes, seed, step, mIoU;
 - ``summary.md``: mean +- std over seeds per cue, class count and model, the gain of MaskFormer over
-  PerPixelBaseline+, and each curve's rise over its last evaluation interval (has it flattened?);
+  PerPixelBaseline+, each curve's rise over its last evaluation interval, and the doubling test of
+  ``HYPOTHESIS.md`` (has a cell flattened at 600 steps: does 1200 add less than 1 point?);
 - ``mIoU_vs_classes.png`` and ``curves.png``.
 
 A run found under ``--runs`` replaces the committed row of the same cue, model, budget, class count and seed; the
@@ -54,11 +56,11 @@ def collect(root: Path) -> tuple[list[dict], list[dict]]:
                "mIoU": round(100 * result["mIoU"], 3), "steps": result["steps"],
                "train_minutes": round(result["train_seconds"] / 60, 3)}
         rows.append(row)
-        if budget == "equal_steps":
+        if budget.startswith("equal_steps"):
             for line in (run / "metrics.jsonl").read_text().splitlines():
                 record = json.loads(line)
                 if "mIoU" in record:
-                    curves.append({"cue": cue, "model": model, "num_classes": k, "seed": seed,
+                    curves.append({"cue": cue, "model": model, "budget": budget, "num_classes": k, "seed": seed,
                                    "step": record["step"], "mIoU": round(100 * record["mIoU"], 3)})
     return rows, curves
 
@@ -74,10 +76,10 @@ def read_committed(path: Path) -> list[dict]:
 def merge(rows: list[dict], curves: list[dict]) -> tuple[list[dict], list[dict]]:
     """The new runs, plus the committed rows of every run they do not replace."""
     new_runs = {tuple(r[k] for k in KEY) for r in rows}
-    new_curves = {(c["cue"], c["model"], c["num_classes"], c["seed"]) for c in curves}
+    curve_key = lambda c: (c["cue"], c["model"], c["budget"], c["num_classes"], c["seed"])
+    new_curves = {curve_key(c) for c in curves}
     kept = [r for r in read_committed(HERE / "results.csv") if tuple(r[k] for k in KEY) not in new_runs]
-    kept_curves = [c for c in read_committed(HERE / "curves.csv")
-                   if (c["cue"], c["model"], c["num_classes"], c["seed"]) not in new_curves]
+    kept_curves = [c for c in read_committed(HERE / "curves.csv") if curve_key(c) not in new_curves]
     merged = rows + kept
     present = {tuple(r[k] for k in KEY) for r in merged}
     merged += [{**r, "budget": "equal_time"} for r in merged  # PerPixelBaseline's time budget is its equal steps
@@ -98,7 +100,16 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 BUDGETS = {"equal_steps": "equal steps (600 each)",
-           "equal_time": "equal time (the time PerPixelBaseline takes for 600 steps)"}
+           "equal_time": "equal time (the time PerPixelBaseline takes for 600 steps)",
+           "equal_steps_1200": "equal steps, twice as long (1200 each)"}
+FLAT_GAIN, FLOOR = 1.0, 5.0  # HYPOTHESIS.md's doubling test: flattened if 1200 steps add < 1 point; < 5 mIoU: not learning
+
+
+def verdict(mean_600: float, mean_1200: float) -> str:
+    """The doubling test of HYPOTHESIS.md for one cell, from its mean mIoU at 600 and at 1200 steps."""
+    if mean_1200 < FLOOR:
+        return "not learning"
+    return "flattened" if mean_1200 - mean_600 < FLAT_GAIN else "still rising"
 
 
 def summary(rows: list[dict], curves: list[dict]) -> str:
@@ -108,11 +119,11 @@ def summary(rows: list[dict], curves: list[dict]) -> str:
     rise = defaultdict(list)  # the last evaluation interval's gain of each equal-steps run
     by_run = defaultdict(list)
     for c in curves:
-        by_run[c["cue"], c["model"], c["num_classes"], c["seed"]].append((c["step"], c["mIoU"]))
-    for (cue, model, k, _), points in by_run.items():
+        by_run[c["budget"], c["cue"], c["model"], c["num_classes"], c["seed"]].append((c["step"], c["mIoU"]))
+    for (budget, cue, model, k, _), points in by_run.items():
         points.sort()
         if len(points) >= 2:
-            rise[cue, model, k].append(points[-1][1] - points[-2][1])
+            rise[budget, cue, model, k].append(points[-1][1] - points[-2][1])
     lines = ["# The many-class study: mIoU (%), mean ± std over seeds", "",
              "Written by `python results/many_classes/report.py` from the runs of `results/many_classes/run.sh`.", ""]
     mean = lambda runs: statistics.mean(r["mIoU"] for r in runs)
@@ -121,7 +132,8 @@ def summary(rows: list[dict], curves: list[dict]) -> str:
             ks = sorted({k for b, c, _, k in cells if (b, c) == (budget, cue)})
             if not ks:
                 continue
-            last = "seconds per step" if budget == "equal_steps" else "steps"
+            steps_budget = budget.startswith("equal_steps")
+            last = "seconds per step" if steps_budget else "steps"
             lines += [f"## {title}: {budget_title}", "", "| classes | " + " | ".join(LABELS[m] for m in MODELS) +
                       f" | MaskFormer − PerPixelBaseline+ | MaskFormer − PerPixelBaseline | {last} (pp / pp+ / MF) |",
                       "|---" * 7 + "|"]
@@ -132,11 +144,11 @@ def summary(rows: list[dict], curves: list[dict]) -> str:
                     if runs:
                         mu, sd = mean_std([r["mIoU"] for r in runs])
                         text = f"{mu:.2f} ± {sd:.2f} (n={len(runs)}"
-                        if budget == "equal_steps" and rise[cue, m, k]:
-                            text += f", last rise {statistics.mean(rise[cue, m, k]):+.2f}"
+                        if rise[budget, cue, m, k]:
+                            text += f", last rise {statistics.mean(rise[budget, cue, m, k]):+.2f}"
                         row.append(text + ")")
                         extra.append(f"{statistics.mean(60 * r['train_minutes'] / r['steps'] for r in runs):.3f}"
-                                     if budget == "equal_steps" else "/".join(sorted({str(r["steps"]) for r in runs})))
+                                     if steps_budget else "/".join(sorted({str(r["steps"]) for r in runs})))
                     else:
                         row.append("–")
                         extra.append("–")
@@ -147,12 +159,31 @@ def summary(rows: list[dict], curves: list[dict]) -> str:
                 row.append(" / ".join(extra))
                 lines.append("| " + " | ".join(row) + " |")
             lines.append("")
+    lines += doubling_test(cells)
     lines += ["\"last rise\": the mean gain in mIoU over the last evaluation interval (150 steps) of the equal-steps "
               "runs; a curve has flattened when it is near 0 (the poly schedule's learning rate is then near 0, which "
               "also slows it down). \"seconds per step\": the training steps' own time in the sweep, two runs sharing "
               "the 2 cores; the equal-time step counts come from `timing.py`, which times every model alone "
               "(`timing.csv`).", ""]
     return "\n".join(lines)
+
+
+def doubling_test(cells: dict) -> list[str]:
+    """summary.md's table of the doubling test: each cell's mean at 600 and 1200 steps, where both have runs."""
+    pairs = sorted({(cue, m, k) for b, cue, m, k in cells if b == "equal_steps_1200" and (("equal_steps", cue, m, k) in cells)},
+                   key=lambda c: (list(CUES).index(c[0]), c[2], MODELS.index(c[1])))
+    if not pairs:
+        return []
+    lines = ["## Has each cell flattened at 600 steps? The doubling test", "",
+             f"Mean mIoU at 600 and at 1200 steps. As set in `HYPOTHESIS.md` before the 1200-step runs: flattened if "
+             f"doubling the steps adds less than {FLAT_GAIN:g} point; not learning if the 1200-step mean stays under "
+             f"{FLOOR:g} mIoU.", "", "| task | classes | model | 600 steps | 1200 steps | gain | verdict |", "|---" * 7 + "|"]
+    for cue, m, k in pairs:
+        short, long = cells["equal_steps", cue, m, k], cells["equal_steps_1200", cue, m, k]
+        mu_s, mu_l = statistics.mean(r["mIoU"] for r in short), statistics.mean(r["mIoU"] for r in long)
+        lines.append(f"| {CUES[cue].split(' (')[0]} | {k} | {LABELS[m]} | {mu_s:.2f} (n={len(short)}) | "
+                     f"{mu_l:.2f} (n={len(long)}) | {mu_l - mu_s:+.2f} | {verdict(mu_s, mu_l)} |")
+    return lines + [""]
 
 
 def plot(rows: list[dict], curves: list[dict]) -> None:
@@ -186,13 +217,15 @@ def plot(rows: list[dict], curves: list[dict]) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), dpi=100, squeeze=False, sharey=False)
     for ax, (cue, k) in zip(axes[0], panels):
         for m in MODELS:
-            points = defaultdict(list)
-            for c in curves:
-                if (c["cue"], c["model"], c["num_classes"]) == (cue, m, k):
-                    points[c["step"]].append(c["mIoU"])
-            if points:
-                steps = sorted(points)
-                ax.plot(steps, [statistics.mean(points[s]) for s in steps], marker=".", label=LABELS[m], color=COLOURS[m])
+            for budget, style in (("equal_steps", "--"), ("equal_steps_1200", "-")):  # 600 steps dashed, 1200 solid
+                points = defaultdict(list)
+                for c in curves:
+                    if (c["cue"], c["model"], c["budget"], c["num_classes"]) == (cue, m, budget, k):
+                        points[c["step"]].append(c["mIoU"])
+                if points:
+                    steps = sorted(points)
+                    ax.plot(steps, [statistics.mean(points[s]) for s in steps], style, marker=".", color=COLOURS[m],
+                            label=f"{LABELS[m]}, {max(steps)} steps")
         ax.set_title(f"{'Shapes' if cue == 'shape_colour' else 'marker'}, K={k}", fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
