@@ -15,18 +15,14 @@ keys() {  # the grid key of a model: the class count, and for PerPixelBaseline+ 
   if [ "$1" = per_pixel_plus ]; then echo data.num_classes+model.num_classes+model.num_queries
   else echo data.num_classes+model.num_classes; fi
 }
-sweep() {  # sweep CUE MODEL CLASS_COUNTS: equal steps
-  local cue=$1 model=$2 ks=$3
+sweep() {  # sweep CUE MODEL CLASS_COUNTS [STEPS]: equal steps, 600 unless STEPS is given
+  local cue=$1 model=$2 ks=$3 steps=${4:-600} budget=equal_steps
+  [ "$steps" = 600 ] || budget=equal_steps_$steps
   python -m maskformer sweep shapes/${model}_tiny --grid "$(keys $model)=$ks" \
-    --output output/many_classes/equal_steps/$cue/$model "${COMMON[@]}" solver.max_iters=600 eval_period=150 \
+    --output output/many_classes/$budget/$cue/$model "${COMMON[@]}" solver.max_iters=$steps eval_period=150 \
     data.class_cue=$cue
 }
-longer() {  # longer CUE MODEL CLASS_COUNTS: equal steps, 1200 each
-  local cue=$1 model=$2 ks=$3
-  python -m maskformer sweep shapes/${model}_tiny --grid "$(keys $model)=$ks" \
-    --output output/many_classes/equal_steps_1200/$cue/$model "${COMMON[@]}" solver.max_iters=1200 eval_period=150 \
-    data.class_cue=$cue
-}
+longer() { sweep "$1" "$2" "$3" 1200; }  # longer CUE MODEL CLASS_COUNTS: equal steps, twice as long
 equal_time() {  # equal_time CUE MODEL CLASS_COUNTS: the steps PerPixelBaseline's 600 take, one class count at a time
   local cue=$1 model=$2 k steps
   for k in ${3//,/ }; do
