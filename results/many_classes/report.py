@@ -3,17 +3,19 @@
     python results/many_classes/report.py [--runs output/many_classes]
 
 reads every finished run under ``output/many_classes/BUDGET/CUE/MODEL/runs/`` (made by ``results/many_classes/run.sh``;
-BUDGET is ``equal_steps``, ``equal_time`` or ``equal_steps_1200``, the equal-steps grid with twice the steps), merges
+BUDGET is ``equal_steps`` (600 steps), ``equal_time`` or ``equal_steps_N``, the equal-steps grid trained N steps:
+1200, 2400, ... for the doubling test), merges
 them into the committed files and writes, next to this file:
 
 - ``results.csv``: one row per run: cue, model, budget, num_classes, seed, mIoU (percent), steps, train_minutes.
   PerPixelBaseline's equal-time runs are its equal-steps runs (the time budget is its 600 steps), so each of them
   appears under both budgets;
-- ``curves.csv``: mIoU (percent) at every evaluation of every equal-steps run (both lengths): cue, model, budget,
+- ``curves.csv``: mIoU (percent) at every evaluation of every equal-steps run (every length): cue, model, budget,
   num_classes, seed, step, mIoU;
 - ``summary.md``: mean +- std over seeds per cue, class count and model, the gain of MaskFormer over
   PerPixelBaseline+, each curve's rise over its last evaluation interval, and the doubling test of
-  ``HYPOTHESIS.md`` (has a cell flattened at 600 steps: does 1200 add less than 1 point?);
+  ``HYPOTHESIS.md`` (has a cell flattened: does doubling its steps add less than 1 point?) and the comparison of
+  the models at the first length where every model of a class count has passed it;
 - ``mIoU_vs_classes.png`` and ``curves.png``.
 
 A run found under ``--runs`` replaces the committed row of the same cue, model, budget, class count and seed; the
@@ -38,8 +40,23 @@ CUES = {"shape_colour": "Shapes (class = shape and colour)", "marker": "marker p
 
 
 KEY = ("cue", "model", "budget", "num_classes", "seed")
-ORDER = lambda r: (list(CUES).index(r["cue"]), MODELS.index(r["model"]), r.get("budget", ""), r["num_classes"],
-                   r["seed"], r.get("step", 0))
+ORDER = lambda r: (list(CUES).index(r["cue"]), MODELS.index(r["model"]), budget_order(r.get("budget", "")),
+                   r["num_classes"], r["seed"], r.get("step", 0))
+
+
+def budget_steps(budget: str) -> int | None:
+    """The training length of an equal-steps budget (``equal_steps``: 600, ``equal_steps_N``: N); None otherwise."""
+    if budget == "equal_steps":
+        return 600
+    if budget.startswith("equal_steps_") and budget[len("equal_steps_"):].isdigit():
+        return int(budget[len("equal_steps_"):])
+    return None
+
+
+def budget_order(budget: str) -> tuple:
+    """600 steps, then equal time, then the longer equal-steps budgets by length."""
+    steps = budget_steps(budget)
+    return (0, 0) if steps == 600 else (1, 0) if steps is None else (2, steps)
 
 
 def collect(root: Path) -> tuple[list[dict], list[dict]]:
@@ -99,17 +116,24 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-BUDGETS = {"equal_steps": "equal steps (600 each)",
-           "equal_time": "equal time (the time PerPixelBaseline takes for 600 steps)",
-           "equal_steps_1200": "equal steps, twice as long (1200 each)"}
-FLAT_GAIN, FLOOR = 1.0, 5.0  # HYPOTHESIS.md's doubling test: flattened if 1200 steps add < 1 point; < 5 mIoU: not learning
+def budget_title(budget: str) -> str:
+    steps = budget_steps(budget)
+    if budget == "equal_time":
+        return "equal time (the time PerPixelBaseline takes for 600 steps)"
+    if steps == 600:
+        return "equal steps (600 each)"
+    return f"equal steps, {steps // 600 if steps % 600 == 0 else steps / 600:g} times as long ({steps} each)"
 
 
-def verdict(mean_600: float, mean_1200: float) -> str:
-    """The doubling test of HYPOTHESIS.md for one cell, from its mean mIoU at 600 and at 1200 steps."""
-    if mean_1200 < FLOOR:
+FLAT_GAIN, FLOOR = 1.0, 5.0  # HYPOTHESIS.md's doubling test: flattened if doubling adds < 1 point; < 5 mIoU: not learning
+PASSED = ("flattened", "not learning")  # the verdicts that end a cell's doubling
+
+
+def verdict(mean_short: float, mean_long: float) -> str:
+    """The doubling test of HYPOTHESIS.md for one cell, from its mean mIoU at a length and at twice that length."""
+    if mean_long < FLOOR:
         return "not learning"
-    return "flattened" if mean_1200 - mean_600 < FLAT_GAIN else "still rising"
+    return "flattened" if mean_long - mean_short < FLAT_GAIN else "still rising"
 
 
 def summary(rows: list[dict], curves: list[dict]) -> str:
@@ -127,14 +151,14 @@ def summary(rows: list[dict], curves: list[dict]) -> str:
     lines = ["# The many-class study: mIoU (%), mean ± std over seeds", "",
              "Written by `python results/many_classes/report.py` from the runs of `results/many_classes/run.sh`.", ""]
     mean = lambda runs: statistics.mean(r["mIoU"] for r in runs)
-    for budget, budget_title in BUDGETS.items():
+    for budget in sorted({b for b, *_ in cells}, key=budget_order):
         for cue, title in CUES.items():
             ks = sorted({k for b, c, _, k in cells if (b, c) == (budget, cue)})
             if not ks:
                 continue
             steps_budget = budget.startswith("equal_steps")
             last = "seconds per step" if steps_budget else "steps"
-            lines += [f"## {title}: {budget_title}", "", "| classes | " + " | ".join(LABELS[m] for m in MODELS) +
+            lines += [f"## {title}: {budget_title(budget)}", "", "| classes | " + " | ".join(LABELS[m] for m in MODELS) +
                       f" | MaskFormer − PerPixelBaseline+ | MaskFormer − PerPixelBaseline | {last} (pp / pp+ / MF) |",
                       "|---" * 7 + "|"]
             for k in ks:
@@ -168,21 +192,74 @@ def summary(rows: list[dict], curves: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def means_by_length(cells: dict) -> dict:
+    """(cue, model, K) -> {steps: (mean mIoU, number of runs)} over the equal-steps budgets."""
+    lengths = defaultdict(dict)
+    for (budget, cue, m, k), runs in cells.items():
+        if budget_steps(budget):
+            lengths[cue, m, k][budget_steps(budget)] = (statistics.mean(r["mIoU"] for r in runs), len(runs))
+    return lengths
+
+
+def doubling_chain(cells: dict) -> dict:
+    """Each cell's doubling test, step by step: (cue, model, K) -> [(length, 2 x length, mean, mean, verdict), ...]."""
+    lengths, chain = means_by_length(cells), {}
+    for cell, means in lengths.items():
+        chain[cell] = [(n, 2 * n, means[n], means[2 * n], verdict(means[n][0], means[2 * n][0]))
+                       for n in sorted(means) if 2 * n in means]
+    return chain
+
+
+def first_passing_length(chain: dict, cue: str, k: int) -> int | None:
+    """The first length at which every model of this class count has passed the doubling test (None: not yet).
+
+    A model passes at length L when doubling L adds less than FLAT_GAIN or leaves it under FLOOR; the comparison is
+    made at the shortest L that every model has passed at or before, so that no model is still climbing there."""
+    passed_at = []
+    for m in MODELS:
+        steps = [n for n, _, _, _, v in chain.get((cue, m, k), []) if v in PASSED]
+        if not steps:
+            return None
+        passed_at.append(min(steps))
+    return max(passed_at)
+
+
 def doubling_test(cells: dict) -> list[str]:
-    """summary.md's table of the doubling test: each cell's mean at 600 and 1200 steps, where both have runs."""
-    pairs = sorted({(cue, m, k) for b, cue, m, k in cells if b == "equal_steps_1200" and (("equal_steps", cue, m, k) in cells)},
-                   key=lambda c: (list(CUES).index(c[0]), c[2], MODELS.index(c[1])))
-    if not pairs:
+    """summary.md's tables of the doubling test and of the comparison at the first length every model has passed."""
+    chain, means = doubling_chain(cells), means_by_length(cells)
+    order = sorted((c for c in chain if chain[c]), key=lambda c: (list(CUES).index(c[0]), c[2], MODELS.index(c[1])))
+    if not order:
         return []
-    lines = ["## Has each cell flattened at 600 steps? The doubling test", "",
-             f"Mean mIoU at 600 and at 1200 steps. As set in `HYPOTHESIS.md` before the 1200-step runs: flattened if "
-             f"doubling the steps adds less than {FLAT_GAIN:g} point; not learning if the 1200-step mean stays under "
-             f"{FLOOR:g} mIoU.", "", "| task | classes | model | 600 steps | 1200 steps | gain | verdict |", "|---" * 7 + "|"]
-    for cue, m, k in pairs:
-        short, long = cells["equal_steps", cue, m, k], cells["equal_steps_1200", cue, m, k]
-        mu_s, mu_l = statistics.mean(r["mIoU"] for r in short), statistics.mean(r["mIoU"] for r in long)
-        lines.append(f"| {CUES[cue].split(' (')[0]} | {k} | {LABELS[m]} | {mu_s:.2f} (n={len(short)}) | "
-                     f"{mu_l:.2f} (n={len(long)}) | {mu_l - mu_s:+.2f} | {verdict(mu_s, mu_l)} |")
+    lines = ["## Has each cell flattened? The doubling test", "",
+             f"Mean mIoU at a length and at twice that length. As set in `HYPOTHESIS.md` before the longer runs: "
+             f"flattened if doubling the steps adds less than {FLAT_GAIN:g} point; not learning if the longer run's mean "
+             f"stays under {FLOOR:g} mIoU; a cell still rising is doubled again.", "",
+             "| task | classes | model | steps | mean | twice the steps | mean | gain | verdict |", "|---" * 9 + "|"]
+    for cue, m, k in order:
+        for short, long, (mu_s, n_s), (mu_l, n_l), v in chain[cue, m, k]:
+            lines.append(f"| {CUES[cue].split(' (')[0]} | {k} | {LABELS[m]} | {short} | {mu_s:.2f} (n={n_s}) | {long} | "
+                         f"{mu_l:.2f} (n={n_l}) | {mu_l - mu_s:+.2f} | {v} |")
+    lines += ["", "## The comparison at the first length every model has passed", "",
+              "The mean mIoU of each model at the first length where all three have passed the doubling test "
+              "(flattened or not learning); \"not yet\" where some model is still rising at its longest runs.", "",
+              "| task | classes | length | " + " | ".join(LABELS[m] for m in MODELS) + " | not passed yet (longest runs) |",
+              "|---" * 7 + "|"]
+    for cue in CUES:
+        for k in sorted({k for c, _, k in chain if c == cue}):
+            n = first_passing_length(chain, cue, k)
+            if n is not None:  # a model that passed earlier and was not trained this long: its longest runs
+                shown = []
+                for m in MODELS:
+                    own = means[cue, m, k]
+                    at = n if n in own else max(own)
+                    shown.append(f"{own[at][0]:.2f}" + ("" if at == n else f" ({at} steps)"))
+                lines.append(f"| {CUES[cue].split(' (')[0]} | {k} | {n} | " + " | ".join(shown) + " | – |")
+                continue
+            rising = [f"{LABELS[m]} ({chain[cue, m, k][-1][1]} steps)" if chain.get((cue, m, k))
+                      else f"{LABELS[m]} (not doubled yet)" for m in MODELS
+                      if not chain.get((cue, m, k)) or chain[cue, m, k][-1][4] not in PASSED]
+            lines.append(f"| {CUES[cue].split(' (')[0]} | {k} | not yet | " + " | ".join("–" for _ in MODELS) +
+                         f" | {', '.join(rising)} |")
     return lines + [""]
 
 
@@ -192,7 +269,8 @@ def plot(rows: list[dict], curves: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(b, c) for b in BUDGETS for c in CUES if any((r["budget"], r["cue"]) == (b, c) for r in rows)]
+    budgets = sorted({r["budget"] for r in rows}, key=budget_order)
+    panels = [(b, c) for b in budgets for c in CUES if any((r["budget"], r["cue"]) == (b, c) for r in rows)]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), dpi=100, squeeze=False, sharey=True)
     for ax, (budget, cue) in zip(axes[0], panels):
         for m in MODELS:
@@ -213,11 +291,13 @@ def plot(rows: list[dict], curves: list[dict]) -> None:
     fig.savefig(HERE / "mIoU_vs_classes.png")
     plt.close(fig)
 
+    lengths = sorted({c["budget"] for c in curves}, key=budget_order, reverse=True)  # the longest runs solid,
+    styles = {b: ("-", "--", ":", "-.")[min(i, 3)] for i, b in enumerate(lengths)}  # shorter ones dashed, dotted
     panels = sorted({(c["cue"], c["num_classes"]) for c in curves}, key=lambda p: (list(CUES).index(p[0]), p[1]))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), dpi=100, squeeze=False, sharey=False)
     for ax, (cue, k) in zip(axes[0], panels):
         for m in MODELS:
-            for budget, style in (("equal_steps", "--"), ("equal_steps_1200", "-")):  # 600 steps dashed, 1200 solid
+            for budget, style in styles.items():
                 points = defaultdict(list)
                 for c in curves:
                     if (c["cue"], c["model"], c["budget"], c["num_classes"]) == (cue, m, budget, k):
