@@ -56,3 +56,18 @@ def test_comparison_waits_for_the_last_model_to_pass(report):
     chain = report.doubling_chain(cells)
     assert report.first_passing_length(chain, "shape_colour", 7) is None
     assert "MaskFormer (1200 steps)" in "\n".join(report.doubling_test(cells))
+
+
+def test_a_model_that_passed_early_is_compared_at_equal_steps(report):
+    cells = cells_from({
+        ("equal_steps", "per_pixel"): [80], ("equal_steps_1200", "per_pixel"): [80.5],  # flattened at 600
+        ("equal_steps", "per_pixel_plus"): [80], ("equal_steps_1200", "per_pixel_plus"): [80.2],
+        ("equal_steps", "maskformer"): [50], ("equal_steps_1200", "maskformer"): [70],
+        ("equal_steps_2400", "maskformer"): [75], ("equal_steps_4800", "maskformer"): [75.5],  # flattened at 2400
+    })
+    chain = report.doubling_chain(cells)
+    assert report.first_passing_length(chain, "shape_colour", 7) == 2400
+    table = "\n".join(report.doubling_test(cells))
+    assert "PerPixelBaseline (to train at 2400 steps), PerPixelBaseline+ (to train at 2400 steps)" in table
+    cells.update(cells_from({("equal_steps_2400", "per_pixel"): [81], ("equal_steps_2400", "per_pixel_plus"): [79]}))
+    assert "| Shapes | 7 | 2400 | 81.00 | 79.00 | 75.00 | – |" in "\n".join(report.doubling_test(cells))

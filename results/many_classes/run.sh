@@ -6,6 +6,7 @@
 # (measured by `python results/many_classes/timing.py`; PerPixelBaseline's equal-time runs are its 600-step ones).
 # Twice the steps: the equal-steps grid again at 1200 steps (same data, evaluation every 150 steps), to see whether
 # each curve has flattened: the gain from doubling the budget is the test (README, "The many-class claim").
+# A cell still rising at 1200 steps is doubled again, to 2400 and on (HYPOTHESIS.md), with `sweep ... STEPS`.
 # Re-running skips finished runs and resumes unfinished ones. Then `python results/many_classes/report.py`
 # collects results.csv, curves.csv and the figures.
 set -euo pipefail
@@ -55,3 +56,21 @@ longer shape_colour per_pixel_plus 50,100
 longer marker maskformer 7,19
 longer marker per_pixel 7,19
 longer marker per_pixel_plus 7,19
+# still rising at 1200 steps (HYPOTHESIS.md: doubled again), the 7-class cells first, where the curves flatten soonest
+sweep shape_colour per_pixel 7 2400
+sweep shape_colour per_pixel_plus 7 2400
+sweep shape_colour maskformer 7 2400
+sweep shape_colour per_pixel 19,50,100 2400
+sweep shape_colour per_pixel_plus 19,50,100 2400
+sweep shape_colour maskformer 19,50 2400
+sweep marker per_pixel 7,19 2400
+sweep marker per_pixel_plus 7,19 2400
+sweep marker maskformer 7 2400
+# passed (not learning at 100 classes, flattened on the probe at 19), trained at 2400 steps beside the baselines of
+# their class count, which are still rising (HYPOTHESIS.md, "equal steps at the comparison length")
+sweep shape_colour maskformer 100 2400
+sweep marker maskformer 19 2400
+# still rising at 2400 steps: doubled again
+sweep shape_colour per_pixel 7 4800
+sweep shape_colour per_pixel_plus 7 4800
+sweep shape_colour maskformer 7 4800
