@@ -45,7 +45,7 @@ def test_comparison_waits_for_the_last_model_to_pass(report):
         ("equal_steps", "maskformer"): [50, 50], ("equal_steps_1200", "maskformer"): [70, 70],  # still rising at 600
         ("equal_steps_2400", "maskformer"): [70.5, 70.5],  # flattened at 1200
     })
-    chain = report.doubling_chain(cells)
+    chain = report.doubling_chain(report.means_by_length(cells))
     assert [(n, v) for n, _, _, _, v in chain["shape_colour", "maskformer", 7]] == [
         (600, "still rising"), (1200, "flattened")]
     assert report.first_passing_length(chain, "shape_colour", 7) == 1200
@@ -53,7 +53,7 @@ def test_comparison_waits_for_the_last_model_to_pass(report):
     assert "| Shapes | 7 | 1200 |" in table  # the comparison row, at the length where MaskFormer passed
 
     del cells["equal_steps_2400", "shape_colour", "maskformer", 7]
-    chain = report.doubling_chain(cells)
+    chain = report.doubling_chain(report.means_by_length(cells))
     assert report.first_passing_length(chain, "shape_colour", 7) is None
     assert "MaskFormer (1200 steps)" in "\n".join(report.doubling_test(cells))
 
@@ -65,7 +65,7 @@ def test_a_model_that_passed_early_is_compared_at_equal_steps(report):
         ("equal_steps", "maskformer"): [50], ("equal_steps_1200", "maskformer"): [70],
         ("equal_steps_2400", "maskformer"): [75], ("equal_steps_4800", "maskformer"): [75.5],  # flattened at 2400
     })
-    chain = report.doubling_chain(cells)
+    chain = report.doubling_chain(report.means_by_length(cells))
     assert report.first_passing_length(chain, "shape_colour", 7) == 2400
     table = "\n".join(report.doubling_test(cells))
     assert "PerPixelBaseline (to train at 2400 steps), PerPixelBaseline+ (to train at 2400 steps)" in table

@@ -73,7 +73,7 @@ def collect(root: Path) -> tuple[list[dict], list[dict]]:
                "mIoU": round(100 * result["mIoU"], 3), "steps": result["steps"],
                "train_minutes": round(result["train_seconds"] / 60, 3)}
         rows.append(row)
-        if budget.startswith("equal_steps"):
+        if budget_steps(budget):
             for line in (run / "metrics.jsonl").read_text().splitlines():
                 record = json.loads(line)
                 if "mIoU" in record:
@@ -156,7 +156,7 @@ def summary(rows: list[dict], curves: list[dict]) -> str:
             ks = sorted({k for b, c, _, k in cells if (b, c) == (budget, cue)})
             if not ks:
                 continue
-            steps_budget = budget.startswith("equal_steps")
+            steps_budget = budget_steps(budget) is not None
             last = "seconds per step" if steps_budget else "steps"
             lines += [f"## {title}: {budget_title(budget)}", "", "| classes | " + " | ".join(LABELS[m] for m in MODELS) +
                       f" | MaskFormer − PerPixelBaseline+ | MaskFormer − PerPixelBaseline | {last} (pp / pp+ / MF) |",
@@ -201,9 +201,10 @@ def means_by_length(cells: dict) -> dict:
     return lengths
 
 
-def doubling_chain(cells: dict) -> dict:
-    """Each cell's doubling test, step by step: (cue, model, K) -> [(length, 2 x length, mean, mean, verdict), ...]."""
-    lengths, chain = means_by_length(cells), {}
+def doubling_chain(lengths: dict) -> dict:
+    """Each cell's doubling test, step by step, from means_by_length():
+    (cue, model, K) -> [(length, 2 x length, mean, mean, verdict), ...]."""
+    chain = {}
     for cell, means in lengths.items():
         chain[cell] = [(n, 2 * n, means[n], means[2 * n], verdict(means[n][0], means[2 * n][0]))
                        for n in sorted(means) if 2 * n in means]
@@ -227,7 +228,8 @@ def first_passing_length(chain: dict, cue: str, k: int) -> int | None:
 
 def doubling_test(cells: dict) -> list[str]:
     """summary.md's tables of the doubling test and of the comparison at the first length every model has passed."""
-    chain, means = doubling_chain(cells), means_by_length(cells)
+    means = means_by_length(cells)
+    chain = doubling_chain(means)
     order = sorted((c for c in chain if chain[c]), key=lambda c: (list(CUES).index(c[0]), c[2], MODELS.index(c[1])))
     if not order:
         return []
