@@ -71,3 +71,58 @@ def test_a_model_that_passed_early_is_compared_at_equal_steps(report):
     assert "PerPixelBaseline (to train at 2400 steps), PerPixelBaseline+ (to train at 2400 steps)" in table
     cells.update(cells_from({("equal_steps_2400", "per_pixel"): [81], ("equal_steps_2400", "per_pixel_plus"): [79]}))
     assert "| Shapes | 7 | 2400 | 81.00 | 79.00 | 75.00 | – |" in "\n".join(report.doubling_test(cells))
+
+
+def test_equal_time_budgets(report):
+    assert report.time_budget_steps("equal_time") == 600
+    assert report.time_budget_steps("equal_time_5455") == 5455
+    assert report.time_budget_steps("equal_steps_2400") is None and report.budget_steps("equal_time_5455") is None
+    budgets = ["equal_time_5455", "equal_steps_4800", "equal_time", "equal_steps", "equal_steps_2400"]
+    assert sorted(budgets, key=report.budget_order) == [
+        "equal_steps", "equal_time", "equal_steps_2400", "equal_steps_4800", "equal_time_5455"]
+    assert report.budget_title("equal_time_5455") == "equal time (the time PerPixelBaseline takes for 5455 steps)"
+    # the slowest model (fewest steps in PerPixelBaseline's time) trains exactly the comparison length, the others more
+    table = {("shape_colour", "per_pixel", 7): 600, ("shape_colour", "per_pixel_plus", 7): 386,
+             ("shape_colour", "maskformer", 7): 264}
+    n = report.comparison_time_budget(table, "shape_colour", 7, 2400)
+    assert n == 5455
+    assert [report.equal_time_steps(table["shape_colour", m, 7], n) for m in report.MODELS] == [5455, 3509, 2400]
+    assert report.equal_time_steps(600, 600) == 600 and report.equal_time_steps(264, 600) == 264
+
+
+def row(model, budget, seed, miou, steps):
+    return {"cue": "shape_colour", "model": model, "budget": budget, "num_classes": 7, "seed": seed, "mIoU": miou,
+            "steps": steps, "train_minutes": 1.0}
+
+
+def test_equal_steps_runs_stand_in_for_the_equal_time_runs_of_the_same_length(report):
+    table = {("shape_colour", "per_pixel", 7): 600, ("shape_colour", "per_pixel_plus", 7): 386,
+             ("shape_colour", "maskformer", 7): 264}
+    rows = [row("per_pixel", "equal_steps", s, 80 + s, 600) for s in range(2)]
+    rows += [row("maskformer", "equal_steps_2400", s, 70 + s, 2400) for s in range(2)]
+    rows += [row("maskformer", "equal_time", 0, 60, 264)]
+    # PerPixelBaseline's 600-step runs are its equal-time runs; MaskFormer's 2400-step ones only once an
+    # equal_time_5455 run of that task and class count exists
+    assert [(r["model"], r["budget"], r["seed"]) for r in report.mirrored(rows, table)] == [
+        ("per_pixel", "equal_time", 0), ("per_pixel", "equal_time", 1)]
+    rows += [row("per_pixel_plus", "equal_time_5455", 0, 85, 3509)]
+    extra = report.mirrored(rows, table)
+    assert [(r["model"], r["budget"], r["seed"], r["mIoU"], r["steps"]) for r in extra[-2:]] == [
+        ("maskformer", "equal_time_5455", 0, 70, 2400), ("maskformer", "equal_time_5455", 1, 71, 2400)]
+    assert not report.mirrored(rows + extra, table)  # nothing twice
+
+
+def test_equal_time_table_at_the_comparison_length(report):
+    table = {("shape_colour", "per_pixel", 7): 600, ("shape_colour", "per_pixel_plus", 7): 386,
+             ("shape_colour", "maskformer", 7): 264}
+    cells = cells_from({**{("equal_steps_1200", m): [80] for m in report.MODELS},  # every model flattened at 1200
+                        **{("equal_steps_2400", m): [80.5] for m in report.MODELS},
+                        ("equal_time_2727", "maskformer"): [80]})  # its 1200-step runs, as mirrored() adds them
+    text = "\n".join(report.doubling_test(cells, table))
+    assert ("| Shapes | 7 | 1200 | 2727 | – (2727 steps) | – (1754 steps) | 80.00 (n=1, 1200 steps) | "
+            "`equal_time shape_colour per_pixel 7 2727`, `equal_time shape_colour per_pixel_plus 7 2727` |") in text
+    cells.update(cells_from({("equal_time_2727", "per_pixel"): [81], ("equal_time_2727", "per_pixel_plus"): [82]}))
+    text = "\n".join(report.doubling_test(cells, table))
+    assert "| 81.00 (n=1, 2727 steps) | 82.00 (n=1, 1754 steps) | 80.00 (n=1, 1200 steps) | – |" in text
+    del cells["equal_steps_2400", "shape_colour", "maskformer", 7]  # no comparison length: no equal-time row
+    assert "Equal time at the comparison length" not in "\n".join(report.doubling_test(cells, table))

@@ -3,13 +3,15 @@
     python results/many_classes/report.py [--runs output/many_classes]
 
 reads every finished run under ``output/many_classes/BUDGET/CUE/MODEL/runs/`` (made by ``results/many_classes/run.sh``;
-BUDGET is ``equal_steps`` (600 steps), ``equal_time`` or ``equal_steps_N``, the equal-steps grid trained N steps:
-1200, 2400, ... for the doubling test), merges
+BUDGET is ``equal_steps`` (600 steps), ``equal_time`` (the time PerPixelBaseline takes for 600 steps),
+``equal_steps_N``, the equal-steps grid trained N steps (1200, 2400, ... for the doubling test), or
+``equal_time_N``, the time PerPixelBaseline takes for N steps (equal time at a comparison length)), merges
 them into the committed files and writes, next to this file:
 
 - ``results.csv``: one row per run: cue, model, budget, num_classes, seed, mIoU (percent), steps, train_minutes.
-  PerPixelBaseline's equal-time runs are its equal-steps runs (the time budget is its 600 steps), so each of them
-  appears under both budgets;
+  A model's equal-time runs are its equal-steps runs where the equal-time step count is an equal-steps length it has
+  runs at (PerPixelBaseline's at 600; at a comparison length, the slowest model's, ``HYPOTHESIS.md``), so each of
+  those runs appears under both budgets;
 - ``curves.csv``: mIoU (percent) at every evaluation of every equal-steps run (every length): cue, model, budget,
   num_classes, seed, step, mIoU;
 - ``summary.md``: mean +- std over seeds per cue, class count and model, the gain of MaskFormer over
@@ -53,10 +55,42 @@ def budget_steps(budget: str) -> int | None:
     return None
 
 
+def time_budget_steps(budget: str) -> int | None:
+    """PerPixelBaseline's steps in an equal-time budget (``equal_time``: 600, ``equal_time_N``: N); None otherwise."""
+    if budget == "equal_time":
+        return 600
+    if budget.startswith("equal_time_") and budget[len("equal_time_"):].isdigit():
+        return int(budget[len("equal_time_"):])
+    return None
+
+
 def budget_order(budget: str) -> tuple:
-    """600 steps, then equal time, then the longer equal-steps budgets by length."""
-    steps = budget_steps(budget)
-    return (0, 0) if steps == 600 else (1, 0) if steps is None else (2, steps)
+    """600 steps, then equal time, then the longer budgets by length, each equal-steps one before its equal-time one."""
+    steps, time = budget_steps(budget), time_budget_steps(budget)
+    if steps == 600:
+        return (0, 0, 0)
+    if time == 600:
+        return (1, 0, 0)
+    return (2, steps, 0) if steps else (2, time or 0, 1)
+
+
+def read_equal_time_steps(path: Path = HERE / "equal_time_steps.csv") -> dict:
+    """(cue, model, K) -> the steps each model takes in the time PerPixelBaseline takes for 600 (timing.py)."""
+    with open(path, newline="") as f:
+        return {(r["cue"], r["model"], int(r["num_classes"])): int(r["steps"]) for r in csv.DictReader(f)}
+
+
+def equal_time_steps(steps_600: int, n: int) -> int:
+    """A model's steps in the time PerPixelBaseline takes for n steps, from its steps in PerPixelBaseline's 600
+    (rounded half up, as run.sh's integer arithmetic does)."""
+    return (steps_600 * n + 300) // 600
+
+
+def comparison_time_budget(table: dict, cue: str, k: int, length: int) -> int:
+    """HYPOTHESIS.md, "equal time at the comparison length": the N of the budget equal_time_N in which the model
+    slowest per step trains exactly ``length`` steps (and every other model more)."""
+    slowest = min(table[cue, m, k] for m in MODELS)
+    return round(600 * length / slowest)
 
 
 def collect(root: Path) -> tuple[list[dict], list[dict]]:
@@ -97,12 +131,30 @@ def merge(rows: list[dict], curves: list[dict]) -> tuple[list[dict], list[dict]]
     new_curves = {curve_key(c) for c in curves}
     kept = [r for r in read_committed(HERE / "results.csv") if tuple(r[k] for k in KEY) not in new_runs]
     kept_curves = [c for c in read_committed(HERE / "curves.csv") if curve_key(c) not in new_curves]
-    merged = rows + kept
-    present = {tuple(r[k] for k in KEY) for r in merged}
-    merged += [{**r, "budget": "equal_time"} for r in merged  # PerPixelBaseline's time budget is its equal steps
-               if r["model"] == "per_pixel" and r["budget"] == "equal_steps"
-               and (r["cue"], r["model"], "equal_time", r["num_classes"], r["seed"]) not in present]
-    return sorted(merged, key=ORDER), sorted(curves + kept_curves, key=ORDER)
+    return sorted(rows + kept + mirrored(rows + kept), key=ORDER), sorted(curves + kept_curves, key=ORDER)
+
+
+def mirrored(rows: list[dict], table: dict | None = None) -> list[dict]:
+    """The equal-time rows that are equal-steps runs: in each equal-time budget of a task and class count, a model
+    whose equal-time step count is a length it has equal-steps runs at gets those runs (PerPixelBaseline at 600, whose
+    time budget is its own 600 steps; the slowest model at a comparison length, HYPOTHESIS.md)."""
+    table = read_equal_time_steps() if table is None else table
+    present = {tuple(r[k] for k in KEY) for r in rows}
+    by_length = defaultdict(list)  # (cue, model, K, steps) -> its equal-steps runs
+    for r in rows:
+        if budget_steps(r["budget"]):
+            by_length[r["cue"], r["model"], r["num_classes"], budget_steps(r["budget"])].append(r)
+    time_cells = {(r["budget"], r["cue"], r["num_classes"]) for r in rows if time_budget_steps(r["budget"])}
+    time_cells |= {("equal_time", r["cue"], r["num_classes"]) for r in rows if r["budget"] == "equal_steps"}
+    extra = []
+    for budget, cue, k in sorted(time_cells):
+        for m in MODELS:
+            if (cue, m, k) not in table:
+                continue
+            steps = equal_time_steps(table[cue, m, k], time_budget_steps(budget))
+            extra += [{**r, "budget": budget} for r in by_length[cue, m, k, steps]
+                      if (cue, m, budget, k, r["seed"]) not in present]
+    return extra
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -118,8 +170,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def budget_title(budget: str) -> str:
     steps = budget_steps(budget)
-    if budget == "equal_time":
-        return "equal time (the time PerPixelBaseline takes for 600 steps)"
+    if time_budget_steps(budget):
+        return f"equal time (the time PerPixelBaseline takes for {time_budget_steps(budget)} steps)"
     if steps == 600:
         return "equal steps (600 each)"
     return f"equal steps, {steps // 600 if steps % 600 == 0 else steps / 600:g} times as long ({steps} each)"
@@ -226,8 +278,9 @@ def first_passing_length(chain: dict, cue: str, k: int) -> int | None:
     return max(passed_at)
 
 
-def doubling_test(cells: dict) -> list[str]:
-    """summary.md's tables of the doubling test and of the comparison at the first length every model has passed."""
+def doubling_test(cells: dict, table: dict | None = None) -> list[str]:
+    """summary.md's tables of the doubling test, of the comparison at the first length every model has passed, and
+    of equal time at that length (``table``: equal_time_steps.csv, read if not given)."""
     means = means_by_length(cells)
     chain = doubling_chain(means)
     order = sorted((c for c in chain if chain[c]), key=lambda c: (list(CUES).index(c[0]), c[2], MODELS.index(c[1])))
@@ -265,7 +318,40 @@ def doubling_test(cells: dict) -> list[str]:
                       if not chain.get((cue, m, k)) or chain[cue, m, k][-1][4] not in PASSED]
             lines.append(f"| {CUES[cue].split(' (')[0]} | {k} | not yet | " + " | ".join("–" for _ in MODELS) +
                          f" | {', '.join(rising)} |")
-    return lines + [""]
+    return lines + [""] + equal_time_at_comparison(cells, chain, means,
+                                                   read_equal_time_steps() if table is None else table)
+
+
+def equal_time_at_comparison(cells: dict, chain: dict, means: dict, table: dict) -> list[str]:
+    """The table of equal time at each comparison length (HYPOTHESIS.md): every model trained for the time the
+    slowest one takes for the comparison length; the run.sh lines still to run where a model has no runs yet."""
+    rows = []
+    for cue in CUES:
+        for k in sorted({k for c, _, k in chain if c == cue}):
+            n = first_passing_length(chain, cue, k)
+            if (n is None or not all(n in means[cue, m, k] for m in MODELS)
+                    or not all((cue, m, k) in table for m in MODELS)):
+                continue
+            budget_n = comparison_time_budget(table, cue, k, n)
+            shown, todo = [], []
+            for m in MODELS:
+                steps = equal_time_steps(table[cue, m, k], budget_n)
+                runs = cells.get((f"equal_time_{budget_n}", cue, m, k))
+                shown.append(f"{statistics.mean(r['mIoU'] for r in runs):.2f} (n={len(runs)}, {steps} steps)" if runs
+                             else f"– ({steps} steps)")
+                if not runs:
+                    todo.append(f"`equal_time {cue} {m} {k} {budget_n}`")
+            rows.append(f"| {CUES[cue].split(' (')[0]} | {k} | {n} | {budget_n} | " + " | ".join(shown) +
+                        f" | {', '.join(todo) or '–'} |")
+    if not rows:
+        return []
+    return ["## Equal time at the comparison length", "",
+            "Every model trained for the time the slowest of the three per step takes for the comparison length "
+            "(`HYPOTHESIS.md`): the budget is named by PerPixelBaseline's steps in that time, N, and each model's steps "
+            "come from `equal_time_steps.csv`; the slowest model's runs are its equal-steps runs at the comparison "
+            "length.", "",
+            "| task | classes | comparison length | N | " + " | ".join(LABELS[m] for m in MODELS) + " | still to run |",
+            "|---" * 8 + "|", *rows, ""]
 
 
 def plot(rows: list[dict], curves: list[dict]) -> None:

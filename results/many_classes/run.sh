@@ -7,6 +7,9 @@
 # Twice the steps: the equal-steps grid again at 1200 steps (same data, evaluation every 150 steps), to see whether
 # each curve has flattened: the gain from doubling the budget is the test (README, "The many-class claim").
 # A cell still rising at 1200 steps is doubled again, to 2400 and on (HYPOTHESIS.md), with `sweep ... STEPS`.
+# Equal time at a comparison length L (the first length every model of a class count has passed; HYPOTHESIS.md):
+# `equal_time CUE MODEL KS N`, N = PerPixelBaseline's steps in the time the slowest model takes for L steps (report.py
+# prints N and the lines still to run); the slowest model's runs there are its equal-steps runs at L.
 # Re-running skips finished runs and resumes unfinished ones. Then `python results/many_classes/report.py`
 # collects results.csv, curves.csv and the figures.
 set -euo pipefail
@@ -24,13 +27,15 @@ sweep() {  # sweep CUE MODEL CLASS_COUNTS [STEPS]: equal steps, 600 unless STEPS
     data.class_cue=$cue
 }
 longer() { sweep "$1" "$2" "$3" 1200; }  # longer CUE MODEL CLASS_COUNTS: equal steps, twice as long
-equal_time() {  # equal_time CUE MODEL CLASS_COUNTS: the steps PerPixelBaseline's 600 take, one class count at a time
-  local cue=$1 model=$2 k steps
+equal_time() {  # equal_time CUE MODEL CLASS_COUNTS [N]: the steps that PerPixelBaseline's N (600 unless given) take,
+  local cue=$1 model=$2 n=${4:-600} budget=equal_time k steps  # one class count at a time
+  [ "$n" = 600 ] || budget=equal_time_$n
   for k in ${3//,/ }; do
     steps=$(awk -F, -v c=$cue -v m=$model -v k=$k '$1==c && $2==m && $3==k {print $4}' $HERE/equal_time_steps.csv)
     [ -n "$steps" ] || { echo "$HERE/equal_time_steps.csv: no row for $cue $model K=$k; run timing.py" >&2; exit 1; }
+    steps=$(( (steps * n + 300) / 600 ))  # its steps in PerPixelBaseline's n, rounded (report.py: equal_time_steps)
     python -m maskformer sweep shapes/${model}_tiny --grid "$(keys $model)=$k" \
-      --output output/many_classes/equal_time/$cue/$model "${COMMON[@]}" solver.max_iters=$steps eval_period=0 \
+      --output output/many_classes/$budget/$cue/$model "${COMMON[@]}" solver.max_iters=$steps eval_period=0 \
       data.class_cue=$cue
   done
 }
