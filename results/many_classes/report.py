@@ -46,22 +46,22 @@ ORDER = lambda r: (list(CUES).index(r["cue"]), MODELS.index(r["model"]), budget_
                    r["num_classes"], r["seed"], r.get("step", 0))
 
 
+def _length(budget: str, kind: str) -> int | None:
+    """N of the budget ``KIND_N``, 600 of the plain ``KIND``; None for a budget of another kind."""
+    if budget == kind:
+        return 600
+    tail = budget[len(kind) + 1:] if budget.startswith(kind + "_") else ""
+    return int(tail) if tail.isdigit() else None
+
+
 def budget_steps(budget: str) -> int | None:
     """The training length of an equal-steps budget (``equal_steps``: 600, ``equal_steps_N``: N); None otherwise."""
-    if budget == "equal_steps":
-        return 600
-    if budget.startswith("equal_steps_") and budget[len("equal_steps_"):].isdigit():
-        return int(budget[len("equal_steps_"):])
-    return None
+    return _length(budget, "equal_steps")
 
 
 def time_budget_steps(budget: str) -> int | None:
     """PerPixelBaseline's steps in an equal-time budget (``equal_time``: 600, ``equal_time_N``: N); None otherwise."""
-    if budget == "equal_time":
-        return 600
-    if budget.startswith("equal_time_") and budget[len("equal_time_"):].isdigit():
-        return int(budget[len("equal_time_"):])
-    return None
+    return _length(budget, "equal_time")
 
 
 def budget_order(budget: str) -> tuple:
