@@ -126,3 +126,19 @@ def test_equal_time_table_at_the_comparison_length(report):
     assert "| 81.00 (n=1, 2727 steps) | 82.00 (n=1, 1754 steps) | 80.00 (n=1, 1200 steps) | – |" in text
     del cells["equal_steps_2400", "shape_colour", "maskformer", 7]  # no comparison length: no equal-time row
     assert "Equal time at the comparison length" not in "\n".join(report.doubling_test(cells, table))
+
+
+def test_a_pass_that_a_later_doubling_contradicts_does_not_count(report):
+    cells = cells_from({
+        ("equal_steps", "per_pixel"): [80], ("equal_steps_1200", "per_pixel"): [80.5],  # flattened at 600
+        ("equal_steps", "per_pixel_plus"): [80], ("equal_steps_1200", "per_pixel_plus"): [80.2],
+        ("equal_steps", "maskformer"): [7], ("equal_steps_1200", "maskformer"): [7.5],  # "flattened" at 600 ...
+        ("equal_steps_2400", "maskformer"): [12],  # ... but it rose again from 1200 to 2400: it had not started
+    })
+    chain = report.doubling_chain(report.means_by_length(cells))
+    assert [v for *_, v in chain["shape_colour", "maskformer", 7]] == ["flattened", "still rising"]
+    assert report.first_passing_length(chain, "shape_colour", 7) is None
+    assert "MaskFormer (2400 steps)" in "\n".join(report.doubling_test(cells))
+    cells.update(cells_from({("equal_steps_4800", "maskformer"): [12.5]}))  # flattened at 2400: passes there
+    chain = report.doubling_chain(report.means_by_length(cells))
+    assert report.first_passing_length(chain, "shape_colour", 7) == 2400

@@ -268,10 +268,13 @@ def first_passing_length(chain: dict, cue: str, k: int) -> int | None:
 
     A model passes at length L when doubling L adds less than FLAT_GAIN or leaves it under FLOOR; the comparison is
     made at the shortest L that every model has passed at or before, so that no model is still climbing there; a model
-    that passed earlier is trained at L too (HYPOTHESIS.md), so the comparison stays one of equal steps."""
+    that passed earlier is trained at L too (HYPOTHESIS.md), so the comparison stays one of equal steps. A pass that a
+    later doubling contradicts (the curve rose again by a point or more) does not count: the model passes at L only
+    when every doubling from L on passes."""
     passed_at = []
     for m in MODELS:
-        steps = [n for n, _, _, _, v in chain.get((cue, m, k), []) if v in PASSED]
+        tests = chain.get((cue, m, k), [])
+        steps = [n for i, (n, _, _, _, _) in enumerate(tests) if all(t[4] in PASSED for t in tests[i:])]
         if not steps:
             return None
         passed_at.append(min(steps))

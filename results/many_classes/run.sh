@@ -82,3 +82,11 @@ sweep shape_colour maskformer 7 4800
 # still rising at 4800 steps (MaskFormer at 7 classes passed at 2400: +0.89 from 2400 to 4800): doubled again
 sweep shape_colour per_pixel 7 9600
 sweep shape_colour per_pixel_plus 7 9600
+# still rising at 2400 steps: doubled again (MaskFormer at 19 markers too: its pass at 600 steps was contradicted by
+# +10.3 from 1200 to 2400, HYPOTHESIS.md, "a pass that a later doubling contradicts does not count")
+sweep shape_colour per_pixel 19,50,100 4800
+sweep shape_colour per_pixel_plus 19 4800
+sweep shape_colour maskformer 19,50 4800
+sweep marker per_pixel 7,19 4800
+sweep marker per_pixel_plus 7,19 4800
+sweep marker maskformer 7,19 4800
