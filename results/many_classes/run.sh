@@ -90,3 +90,9 @@ sweep shape_colour maskformer 19,50 4800
 sweep marker per_pixel 7,19 4800
 sweep marker per_pixel_plus 7,19 4800
 sweep marker maskformer 7,19 4800
+# still rising at 2400 steps (PerPixelBaseline+ at 50 and 100 classes, +12.7 and +8.3 from 1200): doubled again
+sweep shape_colour per_pixel_plus 50,100 4800
+# still rising at 4800 steps (PerPixelBaseline at 19 and 50 Shapes classes, at 7 and 19 markers): doubled again;
+# PerPixelBaseline at 7 Shapes classes flattened at 4800 (+0.71 from 4800 to 9600)
+sweep shape_colour per_pixel 19,50 9600
+sweep marker per_pixel 7,19 9600
