@@ -375,7 +375,11 @@ def plot(rows: list[dict], curves: list[dict]) -> None:
             stats = [mean_std([r["mIoU"] for r in mine if r["num_classes"] == k]) for k in ks]
             ax.errorbar(ks, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=LABELS[m],
                         color=COLOURS[m])
+        counts = sorted({r["num_classes"] for r in rows if r["cue"] == cue})  # the same axis in every panel of a cue
         ax.set_xscale("log")
+        ax.set_xticks(counts, [str(k) for k in counts])
+        ax.minorticks_off()
+        ax.set_xlim(counts[0] / 1.25, counts[-1] * 1.25)
         ax.set_xlabel("number of classes K (log scale)")
         ax.set_title(f"{CUES[cue]}\n{budget.replace('_', ' ')}", fontsize=9)
         ax.grid(alpha=0.3)
