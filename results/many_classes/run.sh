@@ -31,7 +31,7 @@ equal_time() {  # equal_time CUE MODEL CLASS_COUNTS [N]: the steps that PerPixel
   local cue=$1 model=$2 n=${4:-600} budget=equal_time k steps  # one class count at a time
   [ "$n" = 600 ] || budget=equal_time_$n
   for k in ${3//,/ }; do
-    steps=$(awk -F, -v c=$cue -v m=$model -v k=$k '$1==c && $2==m && $3==k {print $4}' $HERE/equal_time_steps.csv)
+    steps=$(awk -F, -v c=$cue -v m=$model -v k=$k '$1==c && $2==m && $3==k {sub(/\r$/, "", $4); print $4}' $HERE/equal_time_steps.csv)
     [ -n "$steps" ] || { echo "$HERE/equal_time_steps.csv: no row for $cue $model K=$k; run timing.py" >&2; exit 1; }
     steps=$(( (steps * n + 300) / 600 ))  # its steps in PerPixelBaseline's n, rounded (report.py: equal_time_steps)
     python -m maskformer sweep shapes/${model}_tiny --grid "$(keys $model)=$k" \
@@ -96,3 +96,12 @@ sweep shape_colour per_pixel_plus 50,100 4800
 # PerPixelBaseline at 7 Shapes classes flattened at 4800 (+0.71 from 4800 to 9600)
 sweep shape_colour per_pixel 19,50 9600
 sweep marker per_pixel 7,19 9600
+# Shapes at 7 classes: every model has passed by 4800 steps (PerPixelBaseline+ +0.73 from 4800 to 9600), the first
+# comparison length; equal time there, the time MaskFormer (the slowest per step) takes for 4800 steps, which is
+# PerPixelBaseline's 10909 (MaskFormer's equal-time runs are its 4800-step runs, HYPOTHESIS.md)
+equal_time shape_colour per_pixel 7 10909
+equal_time shape_colour per_pixel_plus 7 10909
+# still rising at 4800 steps (MaskFormer at 19 and 50 Shapes classes, +14.6 and +11.4 from 2400; PerPixelBaseline+ at 7 markers,
+# +2.75): doubled again
+sweep shape_colour maskformer 19,50 9600
+sweep marker per_pixel_plus 7 9600
