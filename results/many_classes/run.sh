@@ -31,7 +31,8 @@ equal_time() {  # equal_time CUE MODEL CLASS_COUNTS [N]: the steps that PerPixel
   local cue=$1 model=$2 n=${4:-600} budget=equal_time k steps  # one class count at a time
   [ "$n" = 600 ] || budget=equal_time_$n
   for k in ${3//,/ }; do
-    steps=$(awk -F, -v c=$cue -v m=$model -v k=$k '$1==c && $2==m && $3==k {sub(/\r$/, "", $4); print $4}' $HERE/equal_time_steps.csv)
+    steps=$(awk -F, -v c=$cue -v m=$model -v k=$k '$1==c && $2==m && $3==k {sub(/\r$/, "", $4); print $4}' \
+      $HERE/equal_time_steps.csv)  # the csv module writes CRLF line ends
     [ -n "$steps" ] || { echo "$HERE/equal_time_steps.csv: no row for $cue $model K=$k; run timing.py" >&2; exit 1; }
     steps=$(( (steps * n + 300) / 600 ))  # its steps in PerPixelBaseline's n, rounded (report.py: equal_time_steps)
     python -m maskformer sweep shapes/${model}_tiny --grid "$(keys $model)=$k" \
