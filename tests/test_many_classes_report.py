@@ -18,7 +18,7 @@ def report():
 
 def cells_from(means: dict) -> dict:
     """cells as summary() builds them, from {(budget, model): [mIoU per seed]} on Shapes at 7 classes."""
-    return {(budget, "shape_colour", model, 7): [{"mIoU": v} for v in values]
+    return {(budget, "shape_colour", model, 7): [{"mIoU": v, "train_minutes": 1.0} for v in values]
             for (budget, model), values in means.items()}
 
 
@@ -142,3 +142,36 @@ def test_a_pass_that_a_later_doubling_contradicts_does_not_count(report):
     cells.update(cells_from({("equal_steps_4800", "maskformer"): [12.5]}))  # flattened at 2400: passes there
     chain = report.doubling_chain(report.means_by_length(cells))
     assert report.first_passing_length(chain, "shape_colour", 7) == 2400
+
+
+def test_what_runs_next_and_its_cost(report):
+    minutes = {600: 2.0, 1200: 4.0, 2400: 8.0}
+    cells = {(budget, "shape_colour", model, 7): [{"mIoU": v, "train_minutes": minutes[report.budget_steps(budget)]}
+                                                  for v in values]
+             for (budget, model), values in {
+                 ("equal_steps", "per_pixel"): [80, 80, 80], ("equal_steps_1200", "per_pixel"): [80.5] * 3,  # passed
+                 ("equal_steps", "per_pixel_plus"): [60] * 3, ("equal_steps_1200", "per_pixel_plus"): [70] * 3,
+                 ("equal_steps", "maskformer"): [50] * 3, ("equal_steps_1200", "maskformer"): [60] * 3,
+                 ("equal_steps_2400", "maskformer"): [60.5, 60.5],  # 2 of 3 seeds
+             }.items()}
+    means = report.means_by_length(cells)
+    text = "\n".join(report.next_runs(cells, report.doubling_chain(means), means))
+    assert "PerPixelBaseline |" not in text  # passed, and no comparison length yet
+    assert ("| Shapes | 7 | PerPixelBaseline+ | still rising: +10.00 from 600 to 1200 | "
+            "`sweep shape_colour per_pixel_plus 7 2400` | 3 | 24 |") in text  # 3 runs x 4 minutes x 2
+    assert "| MaskFormer | 2 of 3 seeds at 2400 | `sweep shape_colour maskformer 7 2400` | 1 | 8 |" in text
+    assert "In all 4 runs, about 0.5 hours of training" in text
+    cells["equal_steps_2400", "shape_colour", "maskformer", 7].append({"mIoU": 60.5, "train_minutes": 8.0})
+    cells["equal_steps_2400", "shape_colour", "per_pixel_plus", 7] = [{"mIoU": 70.5, "train_minutes": 8.0}] * 3
+    means = report.means_by_length(cells)
+    text = "\n".join(report.next_runs(cells, report.doubling_chain(means), means))
+    # every model has passed by 1200: the comparison length is 1200, where each has its runs, so nothing is left
+    assert report.first_passing_length(report.doubling_chain(means), "shape_colour", 7) == 1200 and not text
+    # MaskFormer rises again from 1200 to 2400 and passes there: the comparison moves to 2400, where PerPixelBaseline,
+    # which passed at 600, has no runs yet
+    cells["equal_steps_2400", "shape_colour", "maskformer", 7] = [{"mIoU": 65, "train_minutes": 8.0}] * 3
+    cells["equal_steps_4800", "shape_colour", "maskformer", 7] = [{"mIoU": 65.5, "train_minutes": 16.0}] * 3
+    means = report.means_by_length(cells)
+    text = "\n".join(report.next_runs(cells, report.doubling_chain(means), means))
+    assert ("| PerPixelBaseline | passed; the comparison length of 7 classes | `sweep shape_colour per_pixel 7 2400` | "
+            "3 | 24 |") in text

@@ -17,7 +17,8 @@ them into the committed files and writes, next to this file:
 - ``summary.md``: mean +- std over seeds per cue, class count and model, the gain of MaskFormer over
   PerPixelBaseline+, each curve's rise over its last evaluation interval, and the doubling test of
   ``HYPOTHESIS.md`` (has a cell flattened: does doubling its steps add less than 1 point?) and the comparison of
-  the models at the first length where every model of a class count has passed it;
+  the models at the first length where every model of a class count has passed it, and the runs each cell needs
+  next, with an estimate of their training time;
 - ``mIoU_vs_classes.png`` and ``curves.png``.
 
 A run found under ``--runs`` replaces the committed row of the same cue, model, budget, class count and seed; the
@@ -179,6 +180,7 @@ def budget_title(budget: str) -> str:
 
 FLAT_GAIN, FLOOR = 1.0, 5.0  # HYPOTHESIS.md's doubling test: flattened if doubling adds < 1 point; < 5 mIoU: not learning
 PASSED = ("flattened", "not learning")  # the verdicts that end a cell's doubling
+SEEDS = 3  # run.sh's --seeds
 
 
 def verdict(mean_short: float, mean_long: float) -> str:
@@ -322,7 +324,53 @@ def doubling_test(cells: dict, table: dict | None = None) -> list[str]:
             lines.append(f"| {CUES[cue].split(' (')[0]} | {k} | not yet | " + " | ".join("–" for _ in MODELS) +
                          f" | {', '.join(rising)} |")
     return lines + [""] + equal_time_at_comparison(cells, chain, means,
-                                                   read_equal_time_steps() if table is None else table)
+                                                   read_equal_time_steps() if table is None else table) + \
+        next_runs(cells, chain, means)
+
+
+def next_runs(cells: dict, chain: dict, means: dict) -> list[str]:
+    """summary.md's table of the equal-steps runs each cell needs next by the doubling test (HYPOTHESIS.md), with an
+    estimate of their training time at the speed of the cell's longest runs (train minutes scale with the steps):
+    the seeds missing at its longest length; twice that length for a cell still rising there (or not doubled yet);
+    for a model that passed earlier, the comparison length of its class count once there is one."""
+    rows, total_runs, total_minutes = [], 0, 0.0
+    for cue in CUES:
+        for k in sorted({k for c, _, k in means if c == cue}):
+            comparison = first_passing_length(chain, cue, k)
+            for m in MODELS:
+                lengths = means.get((cue, m, k))
+                if not lengths:
+                    continue
+                longest = max(lengths)
+                runs = next(r for (b, c, mm, kk), r in cells.items() if (c, mm, kk) == (cue, m, k)
+                            and budget_steps(b) == longest)
+                per_run = statistics.mean(r["train_minutes"] for r in runs)
+                tests = chain.get((cue, m, k), [])
+                passed = bool(tests) and tests[-1][4] in PASSED and tests[-1][1] == longest
+                if len(runs) < SEEDS:
+                    steps, count, why = longest, SEEDS - len(runs), f"{len(runs)} of {SEEDS} seeds at {longest}"
+                elif not passed:
+                    steps, count = 2 * longest, SEEDS
+                    why = (f"still rising: {tests[-1][3][0] - tests[-1][2][0]:+.2f} from {tests[-1][0]} to {longest}"
+                           if tests and tests[-1][1] == longest else f"not doubled from {longest} yet")
+                elif comparison is not None and comparison not in lengths:
+                    steps, count, why = comparison, SEEDS, f"passed; the comparison length of {k} classes"
+                else:
+                    continue
+                minutes = count * per_run * steps / longest
+                total_runs, total_minutes = total_runs + count, total_minutes + minutes
+                rows.append(f"| {CUES[cue].split(' (')[0]} | {k} | {LABELS[m]} | {why} | "
+                            f"`sweep {cue} {m} {k} {steps}` | {count} | {minutes:.0f} |")
+    if not rows:
+        return []
+    return ["## What runs next", "",
+            "The equal-steps runs each cell needs next by the doubling test, as `run.sh` lines, and an estimate of "
+            "their training time: the mean `train_minutes` of the cell's longest runs, scaled by the steps (two runs "
+            "at a time on this machine's 2 cores, one thread each, unless noted in `run.sh`). The equal-time lines of "
+            "a comparison length, once it is found, come on top (the table above).", "",
+            "| task | classes | model | why | next | runs | minutes (estimate) |", "|---" * 7 + "|", *rows, "",
+            f"In all {total_runs} runs, about {total_minutes / 60:.1f} hours of training "
+            f"({total_minutes / 120:.1f} hours two at a time), before the doublings they lead to.", ""]
 
 
 def equal_time_at_comparison(cells: dict, chain: dict, means: dict, table: dict) -> list[str]:
