@@ -45,8 +45,8 @@ __all__ = ["parse_grid", "plan_sweep", "run_sweep", "SweepRun", "summarise"]
 CONFIG_KEY = "config"  # the grid key that varies the base config (a shipped name or a YAML file)
 RESULT_FILE = "result.json"  # written into a run directory when its training has finished
 # Fields that cannot change a run's outcome: a finished run is reused whatever they say.
-IGNORED_FIELDS = ("output_dir", "device", "log_period", "tensorboard", "data.num_workers", "model.id2label",
-                  "model.extra")
+IGNORED_FIELDS = ("output_dir", "device", "log_period", "tensorboard", "data.num_workers", "data.cache_samples",
+                  "model.id2label", "model.extra")
 
 
 @dataclass
