@@ -1,4 +1,4 @@
-"""What `data.cache_samples=true` saves: the time per training step on Shapes with each drawn image kept in memory,
+"""What `sweep --cache-samples` (`maskformer.data.cached.cache_draws`) saves: the time per training step on Shapes with each drawn image kept in memory,
 against drawing it again every epoch, for the many-class study's three models and both of its tasks.
 
     python benchmarks/shapes_cache.py                         # 19 classes, 1 thread, 2 rounds
@@ -22,6 +22,8 @@ import tempfile
 
 import torch
 
+from maskformer.data.build import build_datasets
+from maskformer.data.cached import cache_draws
 from maskformer.recipes import load_config
 from maskformer.trainer import Trainer
 
@@ -31,10 +33,11 @@ MODELS = ("per_pixel", "per_pixel_plus", "maskformer")
 def seconds_per_step(model: str, cue: str, classes: int, cache: bool, epochs: int, directory: str) -> float:
     keys = "data.num_classes+model.num_classes" + ("+model.num_queries" if model == "per_pixel_plus" else "")
     overrides = [f"{key}={classes}" for key in keys.split("+")] + [
-        f"data.class_cue={cue}", f"data.cache_samples={cache}", "data.num_train=160", "data.num_val=2",
-        f"solver.max_iters={10 * epochs}", "eval_period=0", "checkpoint_period=100000", "log_period=10",
-        "device=cpu", f"output_dir={directory}"]
-    trainer = Trainer(load_config(f"shapes/{model}_tiny", overrides), progress=False)
+        f"data.class_cue={cue}", "data.num_train=160", "data.num_val=2", f"solver.max_iters={10 * epochs}",
+        "eval_period=0", "checkpoint_period=100000", "log_period=10", "device=cpu", f"output_dir={directory}"]
+    cfg = load_config(f"shapes/{model}_tiny", overrides)
+    train, val = build_datasets(cfg.data, cfg.seed)
+    trainer = Trainer(cfg, progress=False, train_dataset=cache_draws(train) if cache else train, val_dataset=val)
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer's log lines
         trainer.train(evaluate=False)
     after_first_epoch = [r["time_per_step"] for r in trainer.history if "time_per_step" in r and r["step"] > 10]

@@ -483,6 +483,8 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, help="trainings at once, in separate processes (default 1)")
     p.add_argument("--threads", type=int, help="intra-op threads in all, split between the jobs "
                                                "(default: torch's, the number of cores)")
+    p.add_argument("--cache-samples", action="store_true", default=None,
+                   help="Shapes: keep every drawn image in memory (the same runs, faster past the first epoch)")
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
@@ -505,7 +507,7 @@ def sweep_main(args: argparse.Namespace) -> list[dict[str, Any]]:
     except SystemExit:
         raise Fail("sweep", f"cannot read {' '.join(args.rest)}; see python -m maskformer sweep --help") from None
     options = {name: getattr(rest, name) if getattr(rest, name) is not None else getattr(args, name)
-               for name in ("seeds", "output", "jobs", "threads")}
+               for name in ("seeds", "output", "jobs", "threads", "cache_samples")}
     bad = [o for o in rest.opts if "=" not in o or o.startswith("-")]
     if bad:
         raise Fail("sweep", f"{' '.join(bad)}: run fields must look like KEY=VALUE, e.g. solver.max_iters=500")
@@ -515,7 +517,8 @@ def sweep_main(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         grid = parse_grid([*(args.grid or []), *(rest.grid or [])])
         return run_sweep(args.config, grid, options["seeds"] or 1, options["output"], rest.opts,
-                         jobs=options["jobs"] or 1, threads=options["threads"])
+                         jobs=options["jobs"] or 1, threads=options["threads"],
+                         cache_samples=bool(options["cache_samples"]))
     except KeyboardInterrupt:
         print("sweep: interrupted; run the same command again to continue (finished runs are kept, "
               "unfinished ones resume from their last checkpoint)", file=sys.stderr)

@@ -65,7 +65,6 @@ class DataConfig:
     num_train: int = 2000
     num_val: int = 100
     class_cue: str = "shape_colour"  # "marker": the many-class probe, a class only the whole segment tells (CLASS_CUES)
-    cache_samples: bool = False  # keep each drawn image in memory: the same results in less time (Shapes(cache=...))
     num_workers: int = 4  # orig: DATALOADER.NUM_WORKERS
     # "folder" and "hf": your own data (label maps: pixel = class id 0..K-1, ignore_index = unlabelled)
     images: str | None = None  # folder: the directory of training images

@@ -1,14 +1,17 @@
-"""Shapes(cache=True) / data.cache_samples: the same samples and the same training, only less time drawing."""
+"""cache_draws / ``sweep --cache-samples``: Shapes keeps every drawn image; the same samples and the same training,
+only less time drawing."""
 
 import json
 
+import pytest
 import torch
+from safetensors.torch import load_file
 
-from maskformer.data.build import build_split
+from maskformer.cli import main
+from maskformer.data.cached import cache_draws
 from maskformer.data.shapes import Shapes
 from maskformer.recipes import load_config
-from maskformer.sweep import config_differences
-from maskformer.trainer import Trainer
+from maskformer.sweep import train_one
 
 
 def same(a, b) -> bool:
@@ -24,43 +27,51 @@ def same(a, b) -> bool:
 
 def test_cached_samples_equal_drawn_ones_and_cannot_be_changed_through_a_sample():
     for cue, targets in [("shape_colour", "semantic"), ("marker", "panoptic")]:
-        plain = Shapes(num_samples=4, image_size=32, num_classes=19, seed=2, class_cue=cue, targets=targets)
-        cached = Shapes(num_samples=4, image_size=32, num_classes=19, seed=2, class_cue=cue, targets=targets,
-                        cache=True)
+        make = lambda: Shapes(num_samples=4, image_size=32, num_classes=19, seed=2, class_cue=cue, targets=targets)
+        plain, cached = make(), cache_draws(make())
+        assert cache_draws(cached) is cached  # once is enough
         for index in (0, 3, 0):  # index 0 the second time comes from the cache
             sample = cached[index]
             assert same(sample, plain[index])
-            assert sample["semantic"].dtype == torch.int64 and sample["instance"].dtype == torch.int64
+            assert sample["original_semantic"].dtype == torch.int64
             sample["image"].zero_()
             sample["original_semantic"].zero_()
             sample["id_to_class"][99] = 1
-        assert sorted(cached._cache) == [0, 3]
-        assert same(cached[0], plain[0])
-    assert Shapes(num_samples=2, image_size=32)._cache is None  # off by default
+            image, semantic, instance, id_to_class = cached.draw(index)
+            image.zero_(), semantic.zero_(), instance.zero_(), id_to_class.clear()
+        assert sorted(cached.draw.kept) == [0, 3]
+        assert same(cached[0], plain[0]) and same(cached.draw(3), plain.draw(3))
+    with pytest.raises(TypeError, match="has no draw"):
+        cache_draws([1, 2])
 
 
-def test_a_run_with_the_cache_trains_exactly_as_one_without(tmp_path):
+def test_a_sweep_run_with_the_cache_trains_exactly_as_one_without(tmp_path, monkeypatch):
+    cached_sets = []
+    spy = lambda dataset: cached_sets.append(cache_draws(dataset)) or dataset
+    monkeypatch.setattr("maskformer.data.cached.cache_draws", spy)
     # 4 training images, 6 steps of 2: each image is seen 3 times, with a random flip each time
     tiny = ["solver.max_iters=6", "solver.batch_size=2", "solver.warmup_iters=0", "data.num_train=4",
             "data.num_val=2", "data.image_size=32", "data.test_short_edge=32", "data.test_max_size=32",
             "eval_period=0", "checkpoint_period=100", "log_period=1"]
-    losses = {}
+    results = {}
     for cache in (False, True):
-        cfg = load_config("shapes/per_pixel_tiny", tiny + [f"data.cache_samples={cache}",
-                                                           f"output_dir={tmp_path / str(cache)}"])
-        trainer = Trainer(cfg, progress=False)
-        assert (trainer.train_dataset._cache is not None) == cache
-        trainer.train(evaluate=False)
-        losses[cache] = [r["loss"] for r in trainer.history if "loss" in r]
-        weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-        if cache:
-            assert all(torch.equal(weights[k], reference[k]) for k in weights)
-        reference = weights
-    assert len(losses[True]) == 6 and losses[True] == losses[False]
-    assert build_split(load_config("shapes/per_pixel_tiny").data, "val")._cache is None
+        cfg = load_config("shapes/per_pixel_tiny", tiny + [f"output_dir={tmp_path / str(cache)}"])
+        results[cache] = train_one(cfg, cache_samples=cache)
+        history = [json.loads(line) for line in (tmp_path / str(cache) / "metrics.jsonl").read_text().splitlines()]
+        results[cache]["losses"] = [r["loss"] for r in history if "loss" in r]
+    assert len(results[True]["losses"]) == 6 and results[True]["losses"] == results[False]["losses"]
+    assert results[True]["mIoU"] == results[False]["mIoU"]
+    assert [len(d.draw.kept) for d in cached_sets] == [4, 2]  # the cached run drew each image once (train, val)
+    without, cached = (load_file(tmp_path / str(c) / "model" / "model.safetensors") for c in (False, True))
+    assert without.keys() == cached.keys() and all(torch.equal(without[k], cached[k]) for k in without)
 
 
-def test_a_sweep_reuses_runs_made_without_the_cache():
-    without, cached = (load_config("shapes/per_pixel_tiny", [f"data.cache_samples={c}"]).to_dict() for c in (False, True))
-    assert config_differences(json.loads(json.dumps(without)), cached) == []  # as read from a run's config.json
-    assert config_differences(json.loads(json.dumps(without)), {**cached, "seed": 5}) == ["seed: run 0, sweep 5"]
+def test_the_sweep_command_takes_cache_samples(tmp_path, capsys):
+    tiny = ["solver.max_iters=2", "solver.batch_size=2", "solver.warmup_iters=0", "data.num_train=2",
+            "data.num_val=2", "data.image_size=32", "data.test_short_edge=32", "data.test_max_size=32",
+            "eval_period=0", "checkpoint_period=100"]
+    main(["sweep", "shapes/per_pixel_tiny", "--grid", "model.num_queries=7", "--output", str(tmp_path),
+          "--cache-samples", *tiny])
+    assert "1 runs (1 cells x 1 seed), 0 finished already, 1 to train" in capsys.readouterr().out
+    with open(tmp_path / "results.csv") as f:
+        assert len(f.read().splitlines()) == 2  # the header and the run

@@ -64,8 +64,7 @@ class FirstSamples(Subset):
 
 def build_dataset(name: str, split: str, *, root: str | Path | None = None, transforms: Callable | None = None,
                   num_samples: int | None = None, image_size: int | None = None, num_classes: int | None = None,
-                  seed: int = 0, task: str = "semantic", class_cue: str = "shape_colour",
-                  cache: bool = False) -> Dataset:
+                  seed: int = 0, task: str = "semantic", class_cue: str = "shape_colour") -> Dataset:
     """A dataset by name.
 
     Args:
@@ -81,7 +80,6 @@ def build_dataset(name: str, split: str, *, root: str | Path | None = None, tran
         seed: Shapes only: the train split uses ``seed``, the val split ``seed + 10000``.
         task: Shapes only: "panoptic" or "instance" give one target per shape (one of :data:`TASKS`).
         class_cue: Shapes only: what tells a class (:data:`maskformer.data.shapes.CLASS_CUES`).
-        cache: Shapes only: keep drawn samples in memory (:class:`maskformer.data.shapes.Shapes`); same results.
     """
     key = name.lower()
     if key not in DATASETS:
@@ -104,7 +102,6 @@ def build_dataset(name: str, split: str, *, root: str | Path | None = None, tran
             transforms=transforms,
             targets="semantic" if task == "semantic" else "panoptic",
             class_cue=class_cue,
-            cache=cache,
         )
     if key.startswith("coco") or key == "ade20k_panoptic":
         return _coco_split(key, split, root, transforms, num_samples)
@@ -164,7 +161,6 @@ def build_split(data, split: str, seed: int = 0, augment: bool | None = None) ->
     if data.dataset == "shapes":
         return build_dataset("shapes", split, transforms=transforms, image_size=data.image_size,
                              num_classes=data.num_classes, seed=seed, task=data.task, class_cue=data.class_cue,
-                             cache=data.cache_samples,
                              num_samples=data.num_train if split == "train" else data.num_val)
     if data.dataset == "folder":
         return _folder_split(data, split, seed, transforms)

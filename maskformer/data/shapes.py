@@ -74,11 +74,6 @@ class Shapes(Dataset):
             shape plus one for the background, for instance / panoptic training).
         class_cue: one of :data:`CLASS_CUES`: "shape_colour" (a class is a shape and a colour) or "marker" (a
             class is the hue of a marker inside the shape; kind and body colour are random).
-        cache: keep every drawn sample in memory (about 20 kB at 64 px) and reuse it when the index comes again,
-            before the transforms. A sample is a function of its index and the seed, so this changes no result,
-            only the time a training run spends drawing (several epochs over the same images). A cache lives in
-            one process: with DataLoader workers that restart each epoch it is lost, so it helps with
-            ``num_workers=0`` (the Shapes configs) or persistent workers.
 
     Samples follow :mod:`maskformer.data.collate`, with an `instance` map (0 = background,
     1..n = shapes) and `id_to_class`. Panoptic ground truth for :class:`maskformer.metrics.PanopticQuality` is
@@ -90,8 +85,7 @@ class Shapes(Dataset):
 
     def __init__(self, num_samples: int = 256, image_size: int = 128, num_classes: int = 7,
                  shapes_per_image: tuple[int, int] = (1, 4), seed: int = 0,
-                 transforms: Callable | None = None, targets: str = "semantic", class_cue: str = "shape_colour",
-                 cache: bool = False):
+                 transforms: Callable | None = None, targets: str = "semantic", class_cue: str = "shape_colour"):
         if num_classes < 2:
             raise ValueError(f"maskformer/data/shapes.py: num_classes={num_classes}; it needs the background "
                              f"class 0 plus at least one shape class")
@@ -107,7 +101,6 @@ class Shapes(Dataset):
         self.class_cue = class_cue
         self.num_samples, self.image_size, self.num_classes = num_samples, image_size, num_classes
         self.shapes_per_image, self.seed, self.transforms, self.targets = shapes_per_image, seed, transforms, targets
-        self._cache: dict[int, tuple] | None = {} if cache else None
         num_things = num_classes - 1
         # class c >= 1: shape kind (c-1) % 6; hue index c-1 (<= 6 things) or (c-1) // 6, spread around the circle
         few = num_things <= len(SHAPE_KINDS)
@@ -210,20 +203,8 @@ class Shapes(Dataset):
         image = torch.from_numpy(np.clip(image * 255, 0, 255).round().astype(np.uint8))
         return image, torch.from_numpy(semantic), torch.from_numpy(instance), id_to_class
 
-    def _drawn(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[int, int]]:
-        """draw(index), from the cache when there is one: kept compact (labels as the smallest integer type that
-        holds them) and handed out as fresh int64 tensors, so a transform cannot change what is kept."""
-        if self._cache is None:
-            return self.draw(index)
-        if index not in self._cache:
-            image, semantic, instance, id_to_class = self.draw(index)
-            small = lambda t: t.to(torch.uint8 if int(t.max()) < 256 else torch.int32)
-            self._cache[index] = image, small(semantic), small(instance), id_to_class
-        image, semantic, instance, id_to_class = self._cache[index]
-        return image.clone(), semantic.long(), instance.long(), dict(id_to_class)
-
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image, semantic, instance, id_to_class = self._drawn(index)
+        image, semantic, instance, id_to_class = self.draw(index)
         sample = make_sample(image, semantic, self.transforms, instance=instance,
                              id_to_class=id_to_class if self.targets == "panoptic" else None,
                              name=f"shapes-{self.seed}-{index}")
