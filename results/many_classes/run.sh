@@ -14,7 +14,7 @@
 # collects results.csv, curves.csv and the figures.
 set -euo pipefail
 HERE=$(dirname "$0")
-# --cache-samples: each generated image is drawn once and kept (the same runs, 1.1-1.6x faster past the first epoch:
+# --cache-samples: each generated image is drawn once and kept (the same runs, 1.1-1.7x faster past the first epoch:
 # benchmarks/shapes_cache.py); the runs before 2026-12-07 drew them again every epoch
 COMMON=(--seeds 3 --jobs 2 --threads 2 --cache-samples checkpoint_period=300 log_period=50 data.num_train=10000)
 keys() {  # the grid key of a model: the class count, and for PerPixelBaseline+ one query per class
