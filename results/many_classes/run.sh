@@ -110,3 +110,7 @@ sweep shape_colour maskformer 19,50 9600
 sweep marker per_pixel_plus 7 9600
 # still rising at 9600 steps (PerPixelBaseline at 19 Shapes classes, +4.69 from 4800): doubled again
 sweep shape_colour per_pixel 19 19200
+# still rising at 9600 steps (MaskFormer at 19 Shapes classes, +13.27 from 4800) and at 4800 (MaskFormer at 7 markers,
+# +4.40 from 2400): doubled again
+sweep shape_colour maskformer 19 19200
+sweep marker maskformer 7 9600
