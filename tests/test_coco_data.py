@@ -90,7 +90,8 @@ def test_instances_read_rle_polygons_and_uncompressed_rle(tree, tmp_path):
     square[5:15, 20:30] = 1
     column_major = square.flatten(order="F")
     changes = np.flatnonzero(np.diff(np.r_[0, column_major, 0]))
-    counts = np.diff(np.r_[0, changes]).tolist()
+    counts = np.diff(np.r_[0, changes, column_major.size]).tolist()  # alternating runs, background first, all pixels
+    assert sum(counts) == 48 * 48 and len(counts) % 2 == 1
     polygon = [[20, 5, 30, 5, 30, 15, 20, 15]]
     content["annotations"] = [
         {"id": 1, "image_id": 0, "category_id": 2, "segmentation": polygon, "iscrowd": 0},
@@ -101,6 +102,13 @@ def test_instances_read_rle_polygons_and_uncompressed_rle(tree, tmp_path):
     polygon_mask = dataset.decode(content["annotations"][0], 48, 48)
     assert abs(int(polygon_mask.sum()) - 100) <= 25 and polygon_mask[8:12, 23:27].all()  # the rasterised polygon
     assert np.array_equal(dataset.decode(content["annotations"][1], 48, 48), square.astype(bool))
+    # counts that stop short of the last pixel would decode to uninitialised memory: refused in one line instead
+    short = {"id": 3, "segmentation": {"size": [48, 48], "counts": counts[:-1]}}
+    with pytest.raises(DataError, match="annotation 3 has an uncompressed RLE of size \\[48, 48\\] whose counts cover"):
+        dataset.decode(short, 48, 48)
+    with pytest.raises(DataError) as refused:
+        dataset.decode(short, 48, 48)
+    assert "not a polygon list" not in str(refused.value) and str(48 * 48 - counts[-1]) in str(refused.value)
     # overlapping instances: the larger is painted first, so the smaller keeps the shared pixels
     sample = dataset[0]
     smaller = int(np.argmin([polygon_mask.sum(), square.sum()]))

@@ -215,10 +215,18 @@ class COCOInstances(_COCOCategories, Dataset):
             if isinstance(segmentation, list):  # polygons
                 rle = self._mask_utils.merge(self._mask_utils.frPyObjects(segmentation, height, width))
             elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+                covered = sum(int(c) for c in segmentation["counts"])
+                if list(segmentation["size"]) != [height, width] or covered != height * width:
+                    # pycocotools would leave the pixels the counts do not reach uninitialised: garbage, not zeros
+                    raise DataError(f"{WHERE}: {self.json_file}: annotation {ann.get('id')} has an uncompressed RLE "
+                                    f"of size {segmentation['size']} whose counts cover {covered} pixels; a "
+                                    f"{height}x{width} image needs size [{height}, {width}] and {height * width}")
                 rle = self._mask_utils.frPyObjects(segmentation, height, width)
             else:
                 rle = segmentation
             return self._mask_utils.decode(rle).astype(bool)
+        except DataError:
+            raise
         except (TypeError, ValueError, KeyError, AttributeError) as err:
             raise DataError(f"{WHERE}: {self.json_file}: annotation {ann.get('id')} has a segmentation that is not a "
                             f"polygon list or an RLE of a {height}x{width} image ({err})") from None
