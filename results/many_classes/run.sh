@@ -118,3 +118,8 @@ sweep marker maskformer 7 9600
 # +1.44 from 4800): doubled again
 sweep marker maskformer 19 9600
 sweep marker per_pixel 7 19200
+# still rising at 9600 steps (PerPixelBaseline at 50 Shapes classes, +11.89 from 4800, and at 19 markers, +5.06) and
+# at 4800 (PerPixelBaseline+ at 19 markers, +16.57 from 2400): doubled again
+sweep shape_colour per_pixel 50 19200
+sweep marker per_pixel 19 19200
+sweep marker per_pixel_plus 19 9600
